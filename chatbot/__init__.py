@@ -1,0 +1,1 @@
+"""Patient-education chatbot over a clinic's own SMP content."""

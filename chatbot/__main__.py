@@ -1,0 +1,99 @@
+"""python -m chatbot ask "question" [--store DIR] [--json] [--batch FILE]
+python -m chatbot eval [--store DIR] [--json] [--no-baseline]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from chatbot.settings import Settings, SettingsError
+
+
+def build_engine(settings: Settings):
+    """Load the model once, build the index if there is none, and return a ready Engine."""
+    from chatbot.answer import Engine
+    from chatbot.embedding import Embedder
+    from chatbot.indexing import ingest
+    from chatbot.llm import build_chat_model
+    from chatbot.store import VersionStore
+
+    embedder = Embedder(settings.model_path)
+    if VersionStore(settings).pointer("live") is None:
+        print("no index yet: building it from", settings.content_dir, file=sys.stderr)
+        ingest(settings, lambda: embedder, skip_invalid=True)
+    return Engine(settings, embedder, build_chat_model(settings))
+
+
+def _read_batch(path: Path) -> list[tuple[str, list]]:
+    items = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            row = json.loads(line)
+            items.append((row["question"], [tuple(turn) for turn in row.get("history", [])]))
+        else:
+            items.append((line, []))
+    return items
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    engine = build_engine(settings)
+    if args.batch:
+        for question, history in _read_batch(args.batch):
+            print(json.dumps(engine.ask(question, history).to_json(), ensure_ascii=False), flush=True)
+        return 0
+    if not args.question:
+        print("error: give a question, or --batch FILE", file=sys.stderr)
+        return 2
+    answer = engine.ask(" ".join(args.question))
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return 0
+    print(answer.text)
+    if answer.sources:
+        print("\nSources:")
+        for source in answer.sources:
+            print(f"  {source.label()}  {source.path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from chatbot.evaluation import evaluate
+
+    report = evaluate(build_engine(settings), baseline=not args.no_baseline)
+    if args.json:
+        out = {k: v for k, v in vars(report).items() if k not in ("project", "baseline")}
+        out["project"] = vars(report.project)
+        out["baseline"] = vars(report.baseline) if report.baseline else None
+        print(json.dumps(out, indent=1))
+    else:
+        print(report.table())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chatbot", description="Ask the clinic chatbot, or evaluate it.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ask = sub.add_parser("ask", help="answer questions from the clinic's content")
+    ask.add_argument("question", nargs="*")
+    ask.add_argument("--batch", type=Path, help="one question per line, or JSON lines with question and history")
+    ev = sub.add_parser("eval", help="run the golden evaluation set")
+    ev.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
+    for p in (ask, ev):
+        p.add_argument("--store", type=Path, help="index folder (default: .chroma/ or CHATBOT_STORE_DIR)")
+        p.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(store_dir=args.store)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return cmd_ask(args, settings) if args.command == "ask" else cmd_eval(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

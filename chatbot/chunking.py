@@ -1,0 +1,127 @@
+"""Chunking: a Page -> LangChain Documents that follow its headings.
+
+A chunk never mixes two sections; a bullet list stays whole where it fits; every chunk
+carries its page title, heading path, source path, URL, position and a content-derived id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from langchain_core.documents import Document
+
+from chatbot.loading import Page
+
+HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+INTRO_MAX = 400
+BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+
+
+@dataclass
+class Section:
+    path: list[str]
+    blocks: list[str]
+
+
+def chunk_id(page_path: str, heading_path: str, text: str) -> str:
+    """Stable id: the same page, section and text always give the same id."""
+    return hashlib.sha256(f"{page_path}\n{heading_path}\n{text}".encode()).hexdigest()[:32]
+
+
+def sections(markdown: str) -> list[Section]:
+    """Split Markdown into sections by heading; each section is a list of blocks (paragraphs or whole lists)."""
+    result = [Section([], [])]
+    stack: list[tuple[int, str]] = []
+    block: list[str] = []
+
+    def flush() -> None:
+        if block:
+            result[-1].blocks.append("\n".join(block).strip())
+            block.clear()
+
+    for line in markdown.split("\n"):
+        heading = HEADING.match(line)
+        if heading:
+            flush()
+            level = len(heading.group(1))
+            stack = [(lvl, name) for lvl, name in stack if lvl < level] + [(level, heading.group(2))]
+            result.append(Section([name for _, name in stack], []))
+        elif not line.strip():
+            flush()
+        elif block and BULLET.match(line) and not BULLET.match(block[-1]) and not block[-1].endswith(":"):
+            flush()
+            block.append(line.rstrip())
+        elif block and BULLET.match(block[-1]) and not BULLET.match(line) and not line.startswith(" "):
+            flush()
+            block.append(line.rstrip())
+        else:
+            block.append(line.rstrip())
+    flush()
+    result = [s for s in result if s.blocks]
+    # A short page lead ("This page explains ...") is a preface to the first section, not a section of its own.
+    if len(result) > 1 and not result[0].path and sum(map(len, result[0].blocks)) <= INTRO_MAX:
+        lead = result.pop(0)
+        result[0].blocks[:0] = lead.blocks
+    return result
+
+
+def _split_long(block: str, limit: int) -> list[str]:
+    """A block over the limit is split between bullets, else between sentences."""
+    if len(block) <= limit:
+        return [block]
+    lines = block.split("\n")
+    units = lines if len(lines) > 1 else re.split(r"(?<=[.!?])\s+", block)
+    parts, current = [], ""
+    for unit in units:
+        joiner = "\n" if len(lines) > 1 else " "
+        if current and len(current) + len(unit) + 1 > limit:
+            parts.append(current)
+            current = unit
+        else:
+            current = f"{current}{joiner}{unit}" if current else unit
+    return parts + [current] if current else parts
+
+
+def chunk_page(page: Page, max_chars: int = 1000) -> list[Document]:
+    """Turn a page into chunks; blocks of one section are packed together up to `max_chars`."""
+    docs: list[Document] = []
+    for section in sections(page.text):
+        heading_path = " > ".join(section.path)
+        pieces: list[str] = []
+        current = ""
+        for block in section.blocks:
+            for part in _split_long(block, max_chars):
+                if current and len(current) + len(part) + 2 > max_chars:
+                    pieces.append(current)
+                    current = part
+                else:
+                    current = f"{current}\n\n{part}" if current else part
+        if current:
+            pieces.append(current)
+        for text in pieces:
+            docs.append(
+                Document(
+                    page_content=text,
+                    id=chunk_id(page.path, heading_path, text),
+                    metadata={
+                        "source": page.path,
+                        "title": page.title,
+                        "section": section.path[-1] if section.path else page.title,
+                        "heading_path": heading_path,
+                        "url": page.url,
+                        "position": len(docs),
+                        "page_sha256": page.sha256,
+                        "reviewed_on": page.meta.get("reviewed_on", ""),
+                        "review_due": page.meta.get("review_due", ""),
+                    },
+                )
+            )
+    return docs
+
+
+def embedding_text(doc: Document) -> str:
+    """What is embedded and indexed lexically: page title and heading path give the chunk its context."""
+    meta = doc.metadata
+    return f"{meta['title']}. {meta['heading_path'] or meta['section']}.\n{doc.page_content}"

@@ -1,0 +1,180 @@
+"""Loading: content files (.md, .html, .txt) -> validated Pages, or ContentErrors that say what to do."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import yaml
+from bs4 import BeautifulSoup
+
+SUPPORTED = (".md", ".markdown", ".html", ".htm", ".txt")
+DROP_TAGS = ("script", "style", "nav", "header", "footer", "aside", "form", "noscript", "iframe", "svg", "button")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One clinic page, normalised to Markdown. `path` is relative to the content folder."""
+
+    path: str
+    title: str
+    text: str
+    sha256: str
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.meta.get("url", "")
+
+
+@dataclass(frozen=True)
+class ContentError:
+    """A file that cannot be ingested: `path: problem; fix`."""
+
+    path: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}; {self.fix}"
+
+
+class InvalidContent(Exception):
+    def __init__(self, error: ContentError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def content_files(content_dir: Path) -> list[Path]:
+    """Every file an editor put in the content folder (hidden files and README excluded), sorted."""
+    files = []
+    for path in sorted(content_dir.rglob("*")):
+        rel = path.relative_to(content_dir)
+        if path.is_file() and not any(p.startswith((".", "_")) for p in rel.parts) and rel.stem.upper() != "README":
+            files.append(path)
+    return files
+
+
+def load_folder(content_dir: Path, max_bytes: int) -> tuple[list[Page], list[ContentError]]:
+    """Load every page in `content_dir`; bad files come back as errors, never half-loaded pages."""
+    if not content_dir.is_dir():
+        raise FileNotFoundError(f"{content_dir}: content folder not found; create it or set CHATBOT_CONTENT_DIR")
+    pages, errors = [], []
+    for path in content_files(content_dir):
+        rel = path.relative_to(content_dir).as_posix()
+        try:
+            pages.append(load_page(rel, path.read_bytes(), max_bytes))
+        except InvalidContent as exc:
+            errors.append(exc.error)
+    return pages, errors
+
+
+def load_page(rel: str, raw: bytes, max_bytes: int) -> Page:
+    """Validate and parse one file's bytes. Raises InvalidContent with a fix the editor can act on."""
+
+    def fail(problem: str, fix: str) -> InvalidContent:
+        return InvalidContent(ContentError(rel, problem, fix))
+
+    suffix = Path(rel).suffix.lower()
+    if suffix not in SUPPORTED:
+        raise fail(f"unsupported file type '{suffix or 'none'}'", "save the page as .md, .html or .txt")
+    if len(raw) > max_bytes:
+        raise fail(f"file is {len(raw):,} bytes, over the {max_bytes:,}-byte limit", "split it into smaller pages")
+    if b"\x00" in raw[:8192]:
+        raise fail("file looks binary, not text", "export the page as plain Markdown, HTML or text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise fail(f"not valid UTF-8 (byte {exc.start})", "re-save the file with UTF-8 encoding") from None
+    if not text.strip():
+        raise fail("file is empty", "add the page text or delete the file")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+
+    if suffix in (".html", ".htm"):
+        title, body, meta = _from_html(text)
+    elif suffix == ".txt":
+        title, body, meta = _from_txt(text)
+    else:
+        meta, body = _split_front_matter(text, fail)
+        title, body = _markdown_title(body, meta.get("title", ""))
+    if not title:
+        raise fail("no title found", "add a '# Title' line (or 'title:' in the front matter)")
+    if not body.strip():
+        raise fail("page has a title but no text", "add the page text under the title")
+    for key in ("reviewed_on", "review_due"):
+        if meta.get(key) and not _is_date(meta[key]):
+            raise fail(f"front matter '{key}: {meta[key]}' is not a date", f"write it as {key}: 2026-11-20")
+    digest = hashlib.sha256(raw).hexdigest()
+    return Page(path=rel, title=title.strip(), text=body.strip() + "\n", sha256=digest, meta=meta)
+
+
+def _is_date(value: str) -> bool:
+    try:
+        date.fromisoformat(value)
+        return True
+    except ValueError:
+        return False
+
+
+def _split_front_matter(text: str, fail) -> tuple[dict[str, str], str]:
+    if not text.startswith("---\n"):
+        return {}, text
+    end = text.find("\n---", 4)
+    if end == -1:
+        raise fail("front matter is not closed", "end it with a line containing only '---'")
+    try:
+        data = yaml.safe_load(text[4:end]) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 2})" if line is not None else ""
+        raise fail(f"front matter is not valid YAML{where}", "write each field as 'key: value'") from None
+    if not isinstance(data, dict):
+        raise fail("front matter is not a list of 'key: value' fields", "write each field as 'key: value'")
+    meta = {str(k): "" if v is None else str(v) for k, v in data.items()}
+    return meta, text[end + 4 :].lstrip("-").lstrip("\n")
+
+
+def _markdown_title(body: str, title: str) -> tuple[str, str]:
+    """Use the first '# ' line as the title (front matter wins) and drop it from the body."""
+    match = re.search(r"^# +(.+?)\s*#*\s*$", body, flags=re.M)
+    if match:
+        title = title or match.group(1)
+        body = body[: match.start()] + body[match.end() :]
+    return title, body
+
+
+def _from_txt(text: str) -> tuple[str, str, dict[str, str]]:
+    """A plain-text page: first line is the title; '•'/'*' lines become bullets."""
+    lines = text.strip().split("\n")
+    body = [re.sub(r"^\s*[•*·]\s*", "- ", line) for line in lines[1:]]
+    return lines[0].strip(), "\n".join(body), {}
+
+
+def _from_html(text: str) -> tuple[str, str, dict[str, str]]:
+    """A saved web page: keep the main text and headings as Markdown; drop navigation, scripts and styles."""
+    soup = BeautifulSoup(text, "html.parser")
+    meta: dict[str, str] = {}
+    canonical = soup.find("link", rel="canonical")
+    if canonical and canonical.get("href"):
+        meta["url"] = str(canonical["href"])
+    head_title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup(DROP_TAGS):
+        tag.decompose()
+    root = soup.find("main") or soup.find("article") or soup.body or soup
+    lines: list[str] = []
+    for el in root.find_all(["h1", "h2", "h3", "h4", "p", "li", "td"]):
+        words = el.get_text(" ", strip=True)
+        if not words or el.find_parent(["li", "td"]) is not None:
+            continue
+        if el.name.startswith("h"):
+            lines += ["", "#" * int(el.name[1]) + " " + words, ""]
+        elif el.name == "li":
+            lines.append("- " + words)
+        else:
+            lines += ["", words, ""]
+    title, body = _markdown_title("\n".join(lines), "")
+    meta["title"] = title or head_title
+    return title or head_title, re.sub(r"\n{3,}", "\n\n", body), meta

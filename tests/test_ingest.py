@@ -1,0 +1,250 @@
+"""Ingest with real parts: the real model, a real Chroma store in tmp_path, real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.synth import write_corpus
+from chatbot.indexing import IngestRefused, ingest, read_chunks
+from chatbot.retrieval import Index, LiveIndex, retrieve
+from chatbot.settings import ROOT
+from chatbot.store import VersionStore
+from tests.conftest import settings_for
+
+PY = sys.executable
+
+
+def run_ingest(settings, embedder, **kw):
+    return ingest(settings, lambda: embedder, **kw)
+
+
+def chunk_texts(settings) -> dict[str, str]:
+    store = VersionStore(settings)
+    return {cid: row["text"] for cid, row in read_chunks(store, store.pointer()).items()}
+
+
+def top_texts(settings, embedder, question: str, k: int = 4) -> list[str]:
+    index = LiveIndex(settings).get()
+    return [h.text for h in retrieve(index, question, embedder.query_vector(question), k)]
+
+
+def test_reingest_is_idempotent(content_copy, tmp_path, embedder):
+    settings = settings_for(content_copy, tmp_path / "store")
+    first = run_ingest(settings, embedder)
+    assert len(first.added) >= 8 and first.written == first.total > 0 and first.deleted == 0
+    second = run_ingest(settings, embedder)
+    assert (second.written, second.deleted, len(second.unchanged), second.version) == (
+        0, 0, len(first.added), first.version)
+    assert VersionStore(settings).list_versions() == [first.version]
+
+
+def test_edit_one_page_changes_only_its_chunks(content_copy, tmp_path, embedder):
+    settings = settings_for(content_copy, tmp_path / "store")
+    run_ingest(settings, embedder)
+    before = chunk_texts(settings)
+    page = content_copy / "aftercare.md"
+    removed = "- Apply antibiotic cream over the treated area for 2 days.\n"
+    assert removed in page.read_text()
+    page.write_text(page.read_text().replace(removed, ""))
+    report = run_ingest(settings, embedder)
+    after = chunk_texts(settings)
+    assert report.changed == ["aftercare.md"] and not report.added and not report.removed
+    assert report.written == 1 and report.deleted == 1
+    changed = set(before) ^ set(after)
+    sources = {row["metadata"]["source"] for row in read_chunks(VersionStore(settings), VersionStore(settings).pointer()).values()
+               if row["id"] in changed}
+    assert sources <= {"aftercare.md"}
+    assert not any("antibiotic cream over the treated area for 2 days" in t for t in after.values())
+    hits = top_texts(settings, embedder, "apply antibiotic cream for 2 days")
+    assert not any("cream over the treated area for 2 days" in t for t in hits)
+
+
+def test_delete_and_rename_pages(content_copy, tmp_path, embedder):
+    settings = settings_for(content_copy, tmp_path / "store")
+    run_ingest(settings, embedder)
+    (content_copy / "cost.md").unlink()
+    (content_copy / "aftercare.md").rename(content_copy / "after-smp.md")
+    report = run_ingest(settings, embedder)
+    assert sorted(report.removed) == ["aftercare.md", "cost.md"] and report.added == ["after-smp.md"]
+    rows = read_chunks(VersionStore(settings), VersionStore(settings).pointer()).values()
+    sources = {r["metadata"]["source"] for r in rows}
+    assert "cost.md" not in sources and "aftercare.md" not in sources and "after-smp.md" in sources
+    index = LiveIndex(settings).get()
+    assert index.collection.count() == len(index) == report.total
+    assert not index.collection.get(where={"source": "cost.md"})["ids"]
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("empty.md", b""),
+        ("binary.md", b"\x00\x01\x02PK\x03\x04"),
+        ("latin1.md", "# Caf\u00e9\n\ncr\u00e8me".encode("latin-1")),
+        ("huge.md", b"# Huge\n\n" + b"x" * 300_000),
+        ("no-title.md", b"Some text and no heading at all.\n"),
+        ("broken-front-matter.md", b"---\ntitle: [oops\n---\n# T\n\ntext\n"),
+    ],
+)
+def test_bad_file_refuses_before_writing_and_skip_invalid_ingests_the_rest(content_copy, tmp_path, embedder, name, raw):
+    settings = settings_for(content_copy, tmp_path / "store")
+    good = run_ingest(settings, embedder)
+    (content_copy / name).write_bytes(raw)
+    (content_copy / "new-page.md").write_text("# New page\n\n## Hours\nThe clinic opens at 9.\n")
+    with pytest.raises(IngestRefused) as refused:
+        run_ingest(settings, embedder)
+    assert [e.path for e in refused.value.errors] == [name]
+    assert VersionStore(settings).pointer() == good.version and VersionStore(settings).list_versions() == [good.version]
+    report = run_ingest(settings, embedder, skip_invalid=True)
+    assert report.added == ["new-page.md"] and [e.path for e in report.invalid] == [name]
+
+
+def test_broken_edit_of_a_published_page_keeps_the_old_page_with_skip_invalid(content_copy, tmp_path, embedder):
+    settings = settings_for(content_copy, tmp_path / "store")
+    run_ingest(settings, embedder)
+    (content_copy / "cost.md").write_bytes(b"\xff\xfe broken")
+    report = run_ingest(settings, embedder, skip_invalid=True)
+    assert report.removed == [] and [e.path for e in report.invalid] == ["cost.md"]
+    assert any("5-10%" in t for t in chunk_texts(settings).values())
+
+
+def test_cli_exit_codes_and_json(content_copy, tmp_path):
+    store = tmp_path / "store"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    (content_copy / "bad.md").write_bytes(b"")
+    out = subprocess.run([PY, "ingest.py", str(content_copy), "--store", str(store), "--json"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "bad.md: file is empty; add the page text" in out.stderr
+    assert not (store / "live").exists()
+    dry = subprocess.run([PY, "ingest.py", str(content_copy), "--store", str(store), "--json", "--dry-run",
+                          "--skip-invalid"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    data = json.loads(dry.stdout)
+    assert dry.returncode == 0 and data["pages"]["added"] >= 8 and data["chunks"]["written"] > 0
+    assert not (store / "live").exists() and not list((store / "versions").glob("*")) if (store / "versions").exists() else True
+    real = subprocess.run([PY, "ingest.py", str(content_copy), "--store", str(store), "--json", "--skip-invalid"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    data = json.loads(real.stdout)  # exactly one JSON object on stdout
+    assert set(data) >= {"pages", "chunks", "seconds"} and data["chunks"]["total"] == data["chunks"]["written"]
+
+
+def test_dry_run_writes_nothing(content_copy, tmp_path, embedder):
+    settings = settings_for(content_copy, tmp_path / "store")
+    first = run_ingest(settings, embedder)
+    (content_copy / "cost.md").unlink()
+    snapshot = sorted(p.relative_to(tmp_path) for p in (tmp_path / "store").rglob("*"))
+    report = run_ingest(settings, embedder, dry_run=True)
+    assert report.removed == ["cost.md"] and report.deleted > 0 and report.dry_run
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "store").rglob("*")) == snapshot
+    assert VersionStore(settings).pointer() == first.version
+
+
+def test_rebuild_starts_from_empty(content_copy, tmp_path, embedder):
+    settings = settings_for(content_copy, tmp_path / "store")
+    first = run_ingest(settings, embedder)
+    again = run_ingest(settings, embedder, rebuild=True)
+    assert again.version != first.version and again.written == again.total == first.total
+
+
+@pytest.mark.slow
+def test_sigkill_mid_ingest_leaves_live_index_whole_and_next_run_completes(content_copy, tmp_path, embedder):
+    settings = settings_for(content_copy, tmp_path / "store")
+    good = run_ingest(settings, embedder)
+    write_corpus(content_copy / "bulk", 250)
+    proc = subprocess.Popen([PY, "ingest.py", str(content_copy), "--store", str(settings.store_dir)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    building = settings.store_dir / "versions" / "v000002" / "chroma"
+    deadline = time.time() + 120
+    while not building.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # well inside embedding ~1,000 chunks
+    assert proc.poll() is None, "ingest finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = VersionStore(settings)
+    assert store.pointer() == good.version
+    hits = top_texts(settings, embedder, "how long should I avoid washing my scalp")
+    assert any("48 hours" in t for t in hits)
+    report = run_ingest(settings, embedder)
+    assert len(report.added) == 250 and store.pointer() == report.version
+    assert all((p / "COMPLETE").exists() for p in store.versions.iterdir())  # the half-built one was cleaned up
+    assert Index(store, report.version).collection.count() == report.total
+
+
+@pytest.mark.slow
+def test_queries_keep_working_while_an_ingest_runs_in_another_process(content_copy, tmp_path, embedder):
+    settings = settings_for(content_copy, tmp_path / "store")
+    run_ingest(settings, embedder)
+    write_corpus(content_copy / "bulk", 60)
+    live = LiveIndex(settings)
+    proc = subprocess.Popen([PY, "ingest.py", str(content_copy), "--store", str(settings.store_dir)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    vec = embedder.query_vector("how long should I avoid washing my scalp")
+    answered, versions = 0, set()
+    while proc.poll() is None:
+        index = live.get()
+        versions.add(index.version)
+        assert retrieve(index, "washing", vec, 3)
+        answered += 1
+    assert proc.returncode == 0
+    index = live.get()
+    versions.add(index.version)
+    assert retrieve(index, "washing", vec, 3) and len(versions) == 2 and answered > 10
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_server_mode_against_a_real_chroma_run(content_copy, tmp_path, embedder):
+    chroma = shutil.which("chroma", path=str(Path(PY).parent)) or shutil.which("chroma")
+    assert chroma, "the chromadb package's 'chroma' command is missing"
+    port = _free_port()
+    server = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        settings = settings_for(content_copy, tmp_path / "store", chroma_host="127.0.0.1", chroma_port=port)
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "chroma server did not start"
+                time.sleep(0.2)
+        first = run_ingest(settings, embedder)
+        assert not (settings.store_dir / "versions" / first.version / "chroma").exists()  # vectors live on the server
+        (content_copy / "cost.md").unlink()
+        second = run_ingest(settings, embedder)
+        assert second.removed == ["cost.md"]
+        hits = top_texts(settings, embedder, "how long should I avoid washing my scalp")
+        assert any("48 hours" in t for t in hits)
+        assert LiveIndex(settings).get().collection.count() == second.total
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_offline_ingest_and_query_with_no_hub_cache(content_copy, tmp_path):
+    empty_home = tmp_path / "hf-home"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(empty_home),
+           "HF_HUB_CACHE": str(empty_home / "hub"), "SENTENCE_TRANSFORMERS_HOME": str(empty_home / "st"),
+           "CHATBOT_STORE_DIR": str(tmp_path / "store"), "CHATBOT_CONTENT_DIR": str(content_copy),
+           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": "127.0.0.1,localhost"}
+    out = subprocess.run([PY, "-m", "chatbot", "ask", "--json", "how long should I avoid washing my scalp?"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "48 hours" in json.loads(out.stdout)["answer"]
+    assert not (empty_home / "hub").exists() or not any((empty_home / "hub").iterdir())
