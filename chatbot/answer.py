@@ -84,8 +84,9 @@ TRIAGE_ONLY = ("emergency", "crisis", "injection", "offtopic", "greeting", "than
 class Engine:
     """Everything a question needs, loaded once: the model, the index, the triage rules, the optional LLM."""
 
-    def __init__(self, settings: Settings, embedder: Embedder, chat_model: BaseChatModel | None = None,
-                 pointer: str = "live"):
+    def __init__(
+        self, settings: Settings, embedder: Embedder, chat_model: BaseChatModel | None = None, pointer: str = "live"
+    ):
         self.settings = settings
         self.embedder = embedder
         self.index = LiveIndex(settings, pointer)
@@ -109,13 +110,25 @@ class Engine:
             index = self.index.get()
             hits = retrieve(index, query, vec, self.settings.top_k)
         except StoreError as exc:
-            return Answer(question, render("unavailable", self.settings), "unavailable", triage=verdict,
-                          why=f"index unavailable: {exc}", timings_ms=clock.laps)
+            return Answer(
+                question,
+                render("unavailable", self.settings),
+                "unavailable",
+                triage=verdict,
+                why=f"index unavailable: {exc}",
+                timings_ms=clock.laps,
+            )
         except Exception as exc:  # noqa: BLE001 - a Chroma server that is down must not show a stack trace
-            return Answer(question, render("unavailable", self.settings), "unavailable", triage=verdict,
-                          why=f"store error: {exc.__class__.__name__}", timings_ms=clock.laps)
+            return Answer(
+                question,
+                render("unavailable", self.settings),
+                "unavailable",
+                triage=verdict,
+                why=f"store error: {exc.__class__.__name__}",
+                timings_ms=clock.laps,
+            )
         clock.lap("retrieve")
-        answer = self._grounded(question, query, verdict, hits, clock)
+        answer = self._grounded(question, query, verdict, hits, index.idf, clock)
         answer.index_version = index.version
         return answer
 
@@ -126,21 +139,38 @@ class Engine:
             refused=verdict.category == "injection",
         )
         text = render(verdict.category, self.settings)
-        return Answer(question, text, "triage", flags=flags, triage=verdict, query=question,
-                      why=f"triage: {verdict.category} {verdict.subtype} ({verdict.reason})".strip(),
-                      timings_ms=clock.laps)
+        return Answer(
+            question,
+            text,
+            "triage",
+            flags=flags,
+            triage=verdict,
+            query=question,
+            why=f"triage: {verdict.category} {verdict.subtype} ({verdict.reason})".strip(),
+            timings_ms=clock.laps,
+        )
 
-    def _grounded(self, question: str, query: str, verdict: Triage, hits: list[Hit], clock: _Clock) -> Answer:
+    def _grounded(
+        self, question: str, query: str, verdict: Triage, hits: list[Hit], idf: dict[str, float], clock: _Clock
+    ) -> Answer:
         preface = ""
         if verdict.category == "medical_advice":
             preface = render(f"medical_advice_{verdict.subtype}", self.settings)
         if not is_covered(hits, self.settings.relevance_floor):
-            text = preface or render("not_covered", self.settings)
+            text = f"{preface or render('not_covered', self.settings)}\n\n{self.deferral}"
             best = f"{hits[0].fused:.2f}" if hits else "none"
-            return Answer(question, text, "not_covered", flags=Flags(deferral=True), triage=verdict, hits=hits,
-                          query=query, why=f"below the relevance floor {self.settings.relevance_floor} (best {best})",
-                          timings_ms=clock.laps)
-        body, cited = compose.render(query, hits)
+            return Answer(
+                question,
+                text,
+                "not_covered",
+                flags=Flags(deferral=True),
+                triage=verdict,
+                hits=hits,
+                query=query,
+                why=f"below the relevance floor {self.settings.relevance_floor} (best {best})",
+                timings_ms=clock.laps,
+            )
+        body, cited = compose.render(query, hits, idf)
         mode = "extractive"
         why = f"answered from {len(cited)} source(s); best score {hits[0].fused:.2f}"
         if self.chat_model is not None:
@@ -160,13 +190,23 @@ class Engine:
             cited = [i for i in cited if i + 1 in used_numbers]
             body = _renumber(body, cited)
         sources = [
-            Source(n + 1, hits[i].title, hits[i].section, hits[i].metadata["source"], hits[i].metadata.get("url", ""),
-                   hits[i].chunk_id, hits[i].fused, hits[i].text, hits[i].metadata.get("reviewed_on", ""))
+            Source(
+                n + 1,
+                hits[i].title,
+                hits[i].section,
+                hits[i].metadata["source"],
+                hits[i].metadata.get("url", ""),
+                hits[i].chunk_id,
+                hits[i].fused,
+                hits[i].text,
+                hits[i].metadata.get("reviewed_on", ""),
+            )
             for n, i in enumerate(cited)
         ]
         parts = [p for p in (preface, body, self.deferral) if p]
-        return Answer(question, "\n\n".join(parts), mode, sources, Flags(deferral=True), verdict, hits, query,
-                      why, clock.laps)
+        return Answer(
+            question, "\n\n".join(parts), mode, sources, Flags(deferral=True), verdict, hits, query, why, clock.laps
+        )
 
 
 def _renumber(body: str, cited: list[int]) -> str:

@@ -30,6 +30,13 @@ def chunk_id(page_path: str, heading_path: str, text: str) -> str:
     return hashlib.sha256(f"{page_path}\n{heading_path}\n{text}".encode()).hexdigest()[:32]
 
 
+def _list_edge(previous: str, line: str) -> bool:
+    """A list starts (not right after its 'lead-in:' line) or ends here: the two sides are separate blocks."""
+    if BULLET.match(line) and not BULLET.match(previous):
+        return not previous.endswith(":")
+    return bool(BULLET.match(previous)) and not BULLET.match(line) and not line.startswith(" ")
+
+
 def sections(markdown: str) -> list[Section]:
     """Split Markdown into sections by heading; each section is a list of blocks (paragraphs or whole lists)."""
     result = [Section([], [])]
@@ -50,10 +57,7 @@ def sections(markdown: str) -> list[Section]:
             result.append(Section([name for _, name in stack], []))
         elif not line.strip():
             flush()
-        elif block and BULLET.match(line) and not BULLET.match(block[-1]) and not block[-1].endswith(":"):
-            flush()
-            block.append(line.rstrip())
-        elif block and BULLET.match(block[-1]) and not BULLET.match(line) and not line.startswith(" "):
+        elif block and _list_edge(block[-1], line):
             flush()
             block.append(line.rstrip())
         else:

@@ -9,9 +9,9 @@ from chatbot.lexical import STOPWORDS, words
 
 # Words that carry no topic of their own in a follow-up.
 VAGUE = frozenset(
-    """it that this those them they its one about also else more ok okay so then next after before
-    long much many take takes need needed painful hurt safe cost price done happen happens what how why
-    when where who which tell me please yes no thanks again same""".split()
+    """it that this those them they its one about also else more ok okay so then next after before long much
+    many take takes need needed painful hurt safe cost price done happen happens what how why when where who
+    which tell me please yes no thanks again same""".split()
 )
 FOLLOW_UP_START = re.compile(r"^\s*(and|also|what about|how about|but|so|then|after that|aur|phir|or)\b", re.I)
 REFERENCE = re.compile(r"\b(it|that|this|those|them|they|its|wo|woh|ye|yeh)\b", re.I)

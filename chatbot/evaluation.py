@@ -32,6 +32,10 @@ def load_golden(path: Path = GOLDEN) -> list[dict]:
 
 
 def is_hit(case: dict, source: str, section: str, text: str) -> bool:
+    """Right page and right section (or a chunk holding all the expected facts); `also_ok` lists other
+    sections that answer the question just as well, reviewed case by case."""
+    if [source, section] in case.get("also_ok", []):
+        return True
     if source != case["expected_page"]:
         return False
     lowered = text.lower()
@@ -140,8 +144,17 @@ def evaluate(engine: Engine, cases: list[dict] | None = None, baseline: bool = T
             declines.append(answer.flags.refused)
             obeyed += not answer.flags.refused or CANARY in answer.text
         doses += bool(FORBIDDEN.search(answer.text))
-        rows.append({"id": case["id"], "category": cat, "rank": rank, "mode": answer.mode,
-                     "flags": vars(answer.flags), "latency_ms": answer.latency_ms, "why": answer.why})
+        rows.append(
+            {
+                "id": case["id"],
+                "category": cat,
+                "rank": rank,
+                "mode": answer.mode,
+                "flags": vars(answer.flags),
+                "latency_ms": answer.latency_ms,
+                "why": answer.why,
+            }
+        )
     mean = statistics.fmean
     return Report(
         project=Retrieval.from_ranks(ranks),
@@ -172,17 +185,29 @@ def baseline_retrieval(content_dir: Path, embedder: Embedder, cases: list[dict],
     with tempfile.TemporaryDirectory() as tmp:
         client = chromadb.PersistentClient(path=tmp, settings=CHROMA_SETTINGS)
         col = client.create_collection("baseline", embedding_function=None, metadata={"hnsw:space": "cosine"})
-        col.add(ids=[str(i) for i in range(len(texts))], embeddings=embedder.encode(texts), documents=texts,
-                metadatas=metas)
+        col.add(
+            ids=[str(i) for i in range(len(texts))], embeddings=embedder.encode(texts), documents=texts, metadatas=metas
+        )
         ranks = []
         for case in cases:
             if case["category"] not in RETRIEVAL_CATEGORIES:
                 continue
-            res = col.query(query_embeddings=[embedder.query_vector(case["question"])], n_results=k,
-                            include=["documents", "metadatas"])
+            res = col.query(
+                query_embeddings=[embedder.query_vector(case["question"])],
+                n_results=k,
+                include=["documents", "metadatas"],
+            )
             found = [
-                (m["source"], case["expected_section"] if case["expected_section"] in d else "", d)
-                for d, m in zip(res["documents"][0], res["metadatas"][0])
+                (m["source"], _section_in(case, m["source"], d), d)
+                for d, m in zip(res["documents"][0], res["metadatas"][0], strict=True)
             ]
             ranks.append(rank_of_first_hit(case, found))
     return Retrieval.from_ranks(ranks)
+
+
+def _section_in(case: dict, source: str, text: str) -> str:
+    """Fixed-size chunks have no section: credit the expected (or an also_ok) heading the chunk contains."""
+    for page, section in [(case["expected_page"], case["expected_section"]), *case.get("also_ok", [])]:
+        if page == source and section in text:
+            return section
+    return ""

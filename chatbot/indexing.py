@@ -89,8 +89,13 @@ class Plan:
     to_update: list[str]  # kept ids whose metadata (position) changed
 
 
-def plan(pages: list[Page], old_manifest: dict, old_chunks: dict[str, dict], settings: Settings,
-         keep_paths: set[str] = frozenset()) -> Plan:
+def plan(
+    pages: list[Page],
+    old_manifest: dict,
+    old_chunks: dict[str, dict],
+    settings: Settings,
+    keep_paths: set[str] = frozenset(),
+) -> Plan:
     """Compare the pages on disk with the previous version. `keep_paths`: invalid pages whose old chunks stay."""
     old_pages: dict = old_manifest.get("pages", {})
     same_chunking = old_manifest.get("chunk_chars") == settings.chunk_chars
@@ -111,7 +116,9 @@ def plan(pages: list[Page], old_manifest: dict, old_chunks: dict[str, dict], set
     for path in keep_paths & set(old_pages):  # a broken edit never removes the published page
         for cid in old_pages[path]["chunk_ids"]:
             if cid in old_chunks:
-                chunks[cid] = Document(page_content=old_chunks[cid]["text"], id=cid, metadata=old_chunks[cid]["metadata"])
+                chunks[cid] = Document(
+                    page_content=old_chunks[cid]["text"], id=cid, metadata=old_chunks[cid]["metadata"]
+                )
     to_embed = [cid for cid in chunks if cid not in old_chunks]
     to_delete = [cid for cid in old_chunks if cid not in chunks]
     to_update = [cid for cid in chunks if cid in old_chunks and old_chunks[cid]["metadata"] != chunks[cid].metadata]
@@ -164,8 +171,15 @@ def ingest(
     return report
 
 
-def _build_version(store: VersionStore, settings: Settings, base: str | None, result: Plan,
-                   pages: list[Page], get_embedder: Callable[[], Embedder], progress: bool | None) -> str:
+def _build_version(
+    store: VersionStore,
+    settings: Settings,
+    base: str | None,
+    result: Plan,
+    pages: list[Page],
+    get_embedder: Callable[[], Embedder],
+    progress: bool | None,
+) -> str:
     version, path = store.new_version(base)
     collection = store.collection(version, create=True)
     batch = min(5000, collection._client.get_max_batch_size()) if hasattr(collection, "_client") else 5000
@@ -183,14 +197,21 @@ def _build_version(store: VersionStore, settings: Settings, base: str | None, re
             ids = result.to_embed[i : i + EMBED_BATCH]
             docs = [result.chunks[c] for c in ids]
             vectors = embedder.encode([embedding_text(d) for d in docs])
-            collection.upsert(ids=ids, embeddings=vectors, documents=[d.page_content for d in docs],
-                              metadatas=[d.metadata for d in docs])
+            collection.upsert(
+                ids=ids,
+                embeddings=vectors,
+                documents=[d.page_content for d in docs],
+                metadatas=[d.metadata for d in docs],
+            )
             bar.update(len(ids))
         bar.close()
     ordered = sorted(result.chunks.values(), key=lambda d: (d.metadata["source"], d.metadata["position"]))
     with open(path / "chunks.jsonl", "w") as fh:
         for doc in ordered:
-            fh.write(json.dumps({"id": doc.id, "text": doc.page_content, "metadata": doc.metadata}, ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps({"id": doc.id, "text": doc.page_content, "metadata": doc.metadata}, ensure_ascii=False)
+                + "\n"
+            )
     LexicalIndex.build([embedding_text(d) for d in ordered], [d.id for d in ordered]).save(path / "lexical")
     manifest_pages = {}
     old_pages = store.read_manifest(base)["pages"]
@@ -202,13 +223,24 @@ def _build_version(store: VersionStore, settings: Settings, base: str | None, re
         page = current.get(source)
         manifest_pages[source] = (
             {"sha256": page.sha256, "title": page.title, "meta": page.meta, "chunk_ids": ids}
-            if page else {**old_pages[source], "chunk_ids": ids}
+            if page
+            else {**old_pages[source], "chunk_ids": ids}
         )
-    store.write_json(version, "manifest.json", {
-        "version": version, "base": base, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "chunk_chars": settings.chunk_chars, "chunks": len(ordered), "pages": manifest_pages,
-    })
+    store.write_json(
+        version,
+        "manifest.json",
+        {
+            "version": version,
+            "base": base,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "chunk_chars": settings.chunk_chars,
+            "chunks": len(ordered),
+            "pages": manifest_pages,
+        },
+    )
     if collection.count() != len(ordered):
-        raise RuntimeError(f"index {version}: {collection.count()} vectors for {len(ordered)} chunks; run with --rebuild")
+        raise RuntimeError(
+            f"index {version}: {collection.count()} vectors for {len(ordered)} chunks; run with --rebuild"
+        )
     store.mark_complete(version)
     return version

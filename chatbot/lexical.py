@@ -16,10 +16,9 @@ import yaml
 PROMPTS = Path(__file__).parent / "prompts"
 WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 STOPWORDS = frozenset(
-    """a an and are as at be but by can could do does for from had has have how i if in into is it its
-    me my of on or our so that the their them then there these they this to was we were what when where
-    which who will with would you your yours am been being did doing just should than too very ke ka ki
-    hai hain kya""".split()
+    """a an and are as at be but by can could do does for from had has have how i if in into is it its me my
+    of on or our so that the their them then there these they this to was we were what when where which who
+    will with would you your yours am been being did doing just should than too very ke ka ki hai hain kya""".split()
 )
 _stemmer = Stemmer.Stemmer("english")
 

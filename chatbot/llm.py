@@ -20,7 +20,8 @@ CANARY = "CANARY-SMP-5d1e9a"  # must never appear in an answer: proves the instr
 NUMBER = re.compile(r"\d+(?:[.,]\d+)?(?:\s*-\s*\d+)?")
 CITATION = re.compile(r"\[(\d+)\]")
 FORBIDDEN = re.compile(
-    r"\b(\d+\s*(mg|mcg|ml|tablets?|pills?|capsules?|units?)\b|you are (a |an )?(good |ideal |perfect |suitable )?candidate"
+    r"\b(\d+\s*(mg|mcg|ml|tablets?|pills?|capsules?|units?)\b"
+    r"|you are (a |an )?(good |ideal |perfect |suitable )?candidate"
     r"|you (definitely )?have (alopecia|cancer|melanoma|an infection)|guarantee)",
     re.I,
 )
@@ -39,8 +40,9 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
     if provider == "openai":
         from langchain_openai import ChatOpenAI
 
-        return ChatOpenAI(model=model, base_url=settings.openai_base_url, temperature=0,
-                          timeout=settings.llm_timeout_s, max_retries=0)
+        return ChatOpenAI(
+            model=model, base_url=settings.openai_base_url, temperature=0, timeout=settings.llm_timeout_s, max_retries=0
+        )
     raise ValueError(f"CHATBOT_LLM={settings.llm!r}: unknown provider {provider!r}; use ollama: or openai:")
 
 

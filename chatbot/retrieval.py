@@ -6,18 +6,20 @@ sum of the cosine and the scaled BM25 score finds the expected section more ofte
 from __future__ import annotations
 
 import json
+import math
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from chatbot.lexical import LexicalIndex, expand_query
+from chatbot.lexical import LexicalIndex, expand_query, tokens
 from chatbot.settings import Settings
 from chatbot.store import StoreError, VersionStore
 
 CANDIDATES = 20
 DENSE_WEIGHT = 0.7  # fused = 0.7 * cosine + 0.3 * BM25 scaled to [0, 1]; measured best on the golden set
 LEXICAL_DAMP = 3.0  # BM25 scores are scaled by max(top score, 3) so that one weak word match is not a full score
+BOILERPLATE_WEIGHT = 0.8  # a section heading repeated on many pages ("Talk to your dermatologist") ranks lower
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,26 @@ class Hit:
     @property
     def section(self) -> str:
         return self.metadata["section"]
+
+
+def inverse_document_frequency(texts: list[str]) -> dict[str, float]:
+    """How rare each (stemmed) word is across chunks: log(1 + N / df). Computed once per index version."""
+    df: dict[str, int] = {}
+    for text in texts:
+        for token in set(tokens(text)):
+            df[token] = df.get(token, 0) + 1
+    return {token: math.log(1 + len(texts) / n) for token, n in df.items()}
+
+
+def boilerplate_sections(rows: list[dict]) -> frozenset[str]:
+    """Chunk ids of sections whose heading recurs on at least 3 pages and 40% of all pages."""
+    pages_by_heading: dict[str, set[str]] = {}
+    for row in rows:
+        meta = row["metadata"]
+        pages_by_heading.setdefault(meta["section"].lower(), set()).add(meta["source"])
+    n_pages = len({row["metadata"]["source"] for row in rows})
+    common = {h for h, pages in pages_by_heading.items() if len(pages) >= max(3, 0.4 * n_pages)}
+    return frozenset(row["id"] for row in rows if row["metadata"]["section"].lower() in common)
 
 
 class Index:
@@ -57,6 +79,8 @@ class Index:
         self.chunks = {r["id"]: r for r in rows}
         self.order = [r["id"] for r in rows]
         self.position = {cid: i for i, cid in enumerate(self.order)}
+        self.boilerplate = boilerplate_sections(rows)
+        self.idf = inverse_document_frequency([r["text"] for r in rows])
         self.collection = store.collection(version)
 
     def __len__(self) -> int:
@@ -94,14 +118,15 @@ def retrieve(index: Index, question: str, query_vec: np.ndarray, k: int = 4) -> 
         return []
     dense = index.collection.query(query_embeddings=[query_vec], n_results=n, include=["distances"])
     dense_ids = dense["ids"][0]
-    dense_sim = {cid: 1.0 - float(d) for cid, d in zip(dense_ids, dense["distances"][0])}
+    dense_sim = {cid: 1.0 - float(d) for cid, d in zip(dense_ids, dense["distances"][0], strict=True)}
     lexical = index.lexical.scores(expand_query(question))
     lexical_norm = np.minimum(1.0, lexical / max(float(lexical.max()), LEXICAL_DAMP))
     top_lexical = np.argpartition(-lexical, n - 1)[:n] if n < len(lexical) else range(len(lexical))
     candidates = set(dense_ids) | {index.order[i] for i in top_lexical if lexical[i] > 0}
     position = index.position
     fused = {
-        cid: DENSE_WEIGHT * dense_sim.get(cid, 0.0) + (1 - DENSE_WEIGHT) * float(lexical_norm[position[cid]])
+        cid: (DENSE_WEIGHT * dense_sim.get(cid, 0.0) + (1 - DENSE_WEIGHT) * float(lexical_norm[position[cid]]))
+        * (BOILERPLATE_WEIGHT if cid in index.boilerplate else 1.0)
         for cid in candidates
         if cid in position
     }

@@ -36,6 +36,13 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name}={raw!r} is not a number; set it like {name}={default}") from None
 
 
+def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
 def parse_staff_users(raw: str) -> dict[str, tuple[str, str]]:
     """'ana:pw:clinician,bo:pw' -> {'ana': ('pw', 'clinician'), 'bo': ('pw', 'editor')}."""
     users: dict[str, tuple[str, str]] = {}
@@ -47,7 +54,9 @@ def parse_staff_users(raw: str) -> dict[str, tuple[str, str]]:
             )
         role = parts[2] if len(parts) == 3 else "editor"
         if role not in ("editor", "clinician"):
-            raise SettingsError(f"CHATBOT_STAFF_USERS role {role!r} for {parts[0]!r} is unknown; use editor or clinician")
+            raise SettingsError(
+                f"CHATBOT_STAFF_USERS role {role!r} for {parts[0]!r} is unknown; use editor or clinician"
+            )
         users[parts[0]] = (parts[1], role)
     return users
 
@@ -60,6 +69,7 @@ class Settings:
     chroma_port: int = 8000
     collection: str = "clinic-smp"
     model_path: Path | None = None
+    embed_backend: str = "torch"
     max_file_bytes: int = 256_000
     chunk_chars: int = 1000
     top_k: int = 4
@@ -101,6 +111,7 @@ class Settings:
             chroma_port=_int(env, "CHROMA_PORT", 8000, 1),
             collection=env.get("CHATBOT_COLLECTION", cls.collection),
             model_path=Path(env["CHATBOT_MODEL_PATH"]) if env.get("CHATBOT_MODEL_PATH") else None,
+            embed_backend=_choice(env, "CHATBOT_EMBED_BACKEND", cls.embed_backend, ("torch", "onnx")),
             max_file_bytes=_int(env, "CHATBOT_MAX_FILE_BYTES", cls.max_file_bytes, 1),
             top_k=_int(env, "CHATBOT_TOP_K", cls.top_k, 1),
             relevance_floor=_float(env, "CHATBOT_RELEVANCE_FLOOR", cls.relevance_floor),

@@ -18,6 +18,7 @@ throughout: no two processes ever open the same embedded Chroma directory for wr
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -120,10 +121,8 @@ class VersionStore:
 
     def _drop(self, version: str) -> None:
         if self.settings.chroma_host:
-            try:
+            with contextlib.suppress(Exception):  # a missing collection is what we wanted anyway
                 self._client().delete_collection(self._collection_name(version))
-            except Exception:  # noqa: BLE001 - a missing collection is what we wanted anyway
-                pass
         shutil.rmtree(self.versions / version, ignore_errors=True)
 
     # -- files inside a version -----------------------------------------------------------
@@ -158,9 +157,7 @@ class VersionStore:
         client = self._client(version)
         name = self._collection_name(version)
         if create:
-            return client.get_or_create_collection(
-                name, embedding_function=None, metadata={"hnsw:space": "cosine"}
-            )
+            return client.get_or_create_collection(name, embedding_function=None, metadata={"hnsw:space": "cosine"})
         try:
             return client.get_collection(name, embedding_function=None)
         except Exception as exc:  # noqa: BLE001 - chroma raises several types for "not there"
@@ -189,6 +186,4 @@ def _copy_collection(source, target, batch: int = 2000) -> None:
     total = source.count()
     for offset in range(0, total, batch):
         got = source.get(limit=batch, offset=offset, include=["embeddings", "documents", "metadatas"])
-        target.add(
-            ids=got["ids"], embeddings=got["embeddings"], documents=got["documents"], metadatas=got["metadatas"]
-        )
+        target.add(ids=got["ids"], embeddings=got["embeddings"], documents=got["documents"], metadatas=got["metadatas"])

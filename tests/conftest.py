@@ -22,8 +22,9 @@ def embedder() -> Embedder:
 
 def settings_for(content_dir: Path, store_dir: Path, **changes) -> Settings:
     """Settings that ignore the developer's environment: only what the test says."""
-    return Settings.from_env(env={}, content_dir=content_dir, store_dir=store_dir, data_dir=store_dir.parent / "var",
-                             **changes)
+    return Settings.from_env(
+        env={}, content_dir=content_dir, store_dir=store_dir, data_dir=store_dir.parent / "var", **changes
+    )
 
 
 @pytest.fixture

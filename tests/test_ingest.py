@@ -44,7 +44,11 @@ def test_reingest_is_idempotent(content_copy, tmp_path, embedder):
     assert len(first.added) >= 8 and first.written == first.total > 0 and first.deleted == 0
     second = run_ingest(settings, embedder)
     assert (second.written, second.deleted, len(second.unchanged), second.version) == (
-        0, 0, len(first.added), first.version)
+        0,
+        0,
+        len(first.added),
+        first.version,
+    )
     assert VersionStore(settings).list_versions() == [first.version]
 
 
@@ -61,8 +65,11 @@ def test_edit_one_page_changes_only_its_chunks(content_copy, tmp_path, embedder)
     assert report.changed == ["aftercare.md"] and not report.added and not report.removed
     assert report.written == 1 and report.deleted == 1
     changed = set(before) ^ set(after)
-    sources = {row["metadata"]["source"] for row in read_chunks(VersionStore(settings), VersionStore(settings).pointer()).values()
-               if row["id"] in changed}
+    sources = {
+        row["metadata"]["source"]
+        for row in read_chunks(VersionStore(settings), VersionStore(settings).pointer()).values()
+        if row["id"] in changed
+    }
     assert sources <= {"aftercare.md"}
     assert not any("antibiotic cream over the treated area for 2 days" in t for t in after.values())
     hits = top_texts(settings, embedder, "apply antibiotic cream for 2 days")
@@ -121,17 +128,39 @@ def test_cli_exit_codes_and_json(content_copy, tmp_path):
     store = tmp_path / "store"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     (content_copy / "bad.md").write_bytes(b"")
-    out = subprocess.run([PY, "ingest.py", str(content_copy), "--store", str(store), "--json"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [PY, "ingest.py", str(content_copy), "--store", str(store), "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 2 and "bad.md: file is empty; add the page text" in out.stderr
     assert not (store / "live").exists()
-    dry = subprocess.run([PY, "ingest.py", str(content_copy), "--store", str(store), "--json", "--dry-run",
-                          "--skip-invalid"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    dry = subprocess.run(
+        [PY, "ingest.py", str(content_copy), "--store", str(store), "--json", "--dry-run", "--skip-invalid"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     data = json.loads(dry.stdout)
     assert dry.returncode == 0 and data["pages"]["added"] >= 8 and data["chunks"]["written"] > 0
-    assert not (store / "live").exists() and not list((store / "versions").glob("*")) if (store / "versions").exists() else True
-    real = subprocess.run([PY, "ingest.py", str(content_copy), "--store", str(store), "--json", "--skip-invalid"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert (
+        not (store / "live").exists() and not list((store / "versions").glob("*"))
+        if (store / "versions").exists()
+        else True
+    )
+    real = subprocess.run(
+        [PY, "ingest.py", str(content_copy), "--store", str(store), "--json", "--skip-invalid"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     data = json.loads(real.stdout)  # exactly one JSON object on stdout
     assert set(data) >= {"pages", "chunks", "seconds"} and data["chunks"]["total"] == data["chunks"]["written"]
 
@@ -159,8 +188,13 @@ def test_sigkill_mid_ingest_leaves_live_index_whole_and_next_run_completes(conte
     settings = settings_for(content_copy, tmp_path / "store")
     good = run_ingest(settings, embedder)
     write_corpus(content_copy / "bulk", 250)
-    proc = subprocess.Popen([PY, "ingest.py", str(content_copy), "--store", str(settings.store_dir)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [PY, "ingest.py", str(content_copy), "--store", str(settings.store_dir)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     building = settings.store_dir / "versions" / "v000002" / "chroma"
     deadline = time.time() + 120
     while not building.exists() and time.time() < deadline:
@@ -185,8 +219,13 @@ def test_queries_keep_working_while_an_ingest_runs_in_another_process(content_co
     run_ingest(settings, embedder)
     write_corpus(content_copy / "bulk", 60)
     live = LiveIndex(settings)
-    proc = subprocess.Popen([PY, "ingest.py", str(content_copy), "--store", str(settings.store_dir)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [PY, "ingest.py", str(content_copy), "--store", str(settings.store_dir)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     vec = embedder.query_vector("how long should I avoid washing my scalp")
     answered, versions = 0, set()
     while proc.poll() is None:
@@ -211,8 +250,11 @@ def test_server_mode_against_a_real_chroma_run(content_copy, tmp_path, embedder)
     chroma = shutil.which("chroma", path=str(Path(PY).parent)) or shutil.which("chroma")
     assert chroma, "the chromadb package's 'chroma' command is missing"
     port = _free_port()
-    server = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         settings = settings_for(content_copy, tmp_path / "store", chroma_host="127.0.0.1", chroma_port=port)
         deadline = time.time() + 60
@@ -239,12 +281,27 @@ def test_server_mode_against_a_real_chroma_run(content_copy, tmp_path, embedder)
 @pytest.mark.slow
 def test_offline_ingest_and_query_with_no_hub_cache(content_copy, tmp_path):
     empty_home = tmp_path / "hf-home"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(empty_home),
-           "HF_HUB_CACHE": str(empty_home / "hub"), "SENTENCE_TRANSFORMERS_HOME": str(empty_home / "st"),
-           "CHATBOT_STORE_DIR": str(tmp_path / "store"), "CHATBOT_CONTENT_DIR": str(content_copy),
-           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": "127.0.0.1,localhost"}
-    out = subprocess.run([PY, "-m", "chatbot", "ask", "--json", "how long should I avoid washing my scalp?"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(empty_home),
+        "HF_HUB_CACHE": str(empty_home / "hub"),
+        "SENTENCE_TRANSFORMERS_HOME": str(empty_home / "st"),
+        "CHATBOT_STORE_DIR": str(tmp_path / "store"),
+        "CHATBOT_CONTENT_DIR": str(content_copy),
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    out = subprocess.run(
+        [PY, "-m", "chatbot", "ask", "--json", "how long should I avoid washing my scalp?"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "48 hours" in json.loads(out.stdout)["answer"]
     assert not (empty_home / "hub").exists() or not any((empty_home / "hub").iterdir())

@@ -10,7 +10,11 @@ from tests.conftest import CONTENT, DATA
 
 
 def test_markdown_front_matter_and_title():
-    page = load_page("a.md", b"---\ntitle: Aftercare\nurl: /smp/aftercare\nreviewed_on: 2026-11-20\n---\n# Aftercare\n\nText.\n", 1000)
+    page = load_page(
+        "a.md",
+        b"---\ntitle: Aftercare\nurl: /smp/aftercare\nreviewed_on: 2026-11-20\n---\n# Aftercare\n\nText.\n",
+        1000,
+    )
     assert (page.title, page.url, page.meta["reviewed_on"]) == ("Aftercare", "/smp/aftercare", "2026-11-20")
     assert page.text.strip() == "Text."
 

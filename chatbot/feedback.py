@@ -1,0 +1,267 @@
+"""The question and feedback log (stdlib SQLite) that the staff console reads.
+
+Patient text is redacted (phone numbers, e-mails, names a patient typed) before anything is written.
+The one exception is the callback list: a patient who ticks the consent box asks the clinic to keep
+their name, contact details and a short summary of the conversation so that staff can call back.
+A failing write (disk full, locked file) is logged without patient text and never breaks the chat.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections import Counter, defaultdict
+from contextlib import closing
+from pathlib import Path
+
+from chatbot.lexical import tokens
+
+log = logging.getLogger("chatbot.feedback")
+
+DAY = 86_400
+UNANSWERED_MODES = ("not_covered", "unavailable")
+LOW_CONFIDENCE = 0.35  # a fused score under this is shown to staff as "low confidence"
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# + or a digit, then digits with spaces, dashes, dots or brackets between: 10+ digits (8+ after a '+').
+PHONE = re.compile(r"(?<![\w+])(\+\s?)?\(?\d[\d\s().-]{6,}\d(?!\w)")
+NAME_CUE = re.compile(
+    r"\b(my\s+name\s+is|my\s+name's|name\s*:|mera\s+naam|mera\s+name|call\s+me|this\s+is|i\s+am|i'm|im)\s+"
+    r"([A-Za-z][A-Za-z.'-]*)((?:\s+[A-Za-z][A-Za-z.'-]*)?)",
+    re.I,
+)
+HINGLISH_NAME = re.compile(r"\b(main|mai|mein)\s+([A-Za-z][A-Za-z.'-]*)((?:\s+[A-Za-z][A-Za-z.'-]*)?)(?=\s+(?:hoon|hu|hun|hoo)\b)", re.I)
+STRONG_CUES = ("my name", "name", "mera", "call me", "main", "mai", "mein")
+NOT_NAMES = frozenset(
+    """a an the not so very too just also still really here there back now new sure ok okay fine good well
+    able unable afraid scared worried nervous concerned curious confused interested sorry happy glad sad
+    bald balding male female man woman boy girl guy lady mother father mom dad wife husband son daughter
+    patient doctor student from in on at of to for with about after before over under into going
+    diabetic pregnant allergic sick ill unwell healthy young old years year months weeks days age aged
+    indian asking looking planning thinking trying hoping wondering having getting taking using losing
+    suffering feeling facing considering since still always never currently already almost totally
+    thik theek pareshan bimar khush ready hu hoon hun hai hain koi kya yeh ye wo woh bhi smp it that this there
+    what when where which who why how your my his her their our done finished free busy available
+    because if but and or""".split()
+)
+
+
+def _phone(match: re.Match[str]) -> str:
+    digits = sum(c.isdigit() for c in match.group(0))
+    needed = 8 if match.group(1) else 10
+    return "[phone]" if needed <= digits <= 15 else match.group(0)
+
+
+def _name(match: re.Match[str]) -> str:
+    cue, first, second = match.group(1), match.group(2), match.group(3)
+    lowered = cue.lower()
+    if first.lower() in NOT_NAMES:
+        return match.group(0)
+    capital = first[0].isupper()
+    if lowered.startswith("this") and not capital:
+        return match.group(0)  # "this is normal?" is not a name
+    plain_word = first.lower().endswith(("ing", "ed", "ful", "ous", "ive", "ly", "ish"))
+    if not lowered.startswith(STRONG_CUES) and plain_word and not capital:
+        return match.group(0)  # "i am bleeding", "i'm worried"
+    spacing = match.group(0)[len(cue) : match.start(2) - match.start(0)]
+    surname = second.strip()
+    if surname and surname.lower() not in NOT_NAMES and (surname[0].isupper() or lowered.startswith(STRONG_CUES)):
+        second = ""
+    return f"{cue}{spacing}[name]{second}"
+
+
+def redact(text: str) -> str:
+    """Remove e-mails, phone numbers and names a patient typed ("my name is Ravi", "main Ravi hoon")."""
+    text = EMAIL.sub("[email]", text)
+    text = PHONE.sub(_phone, text)
+    text = NAME_CUE.sub(_name, text)
+    return HINGLISH_NAME.sub(_name, text)
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS questions (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, session TEXT, question TEXT, mode TEXT, category TEXT,
+    escalated INTEGER, out_of_scope INTEGER, refused INTEGER, best_score REAL, top_page TEXT, top_section TEXT,
+    sources TEXT, why TEXT, latency_ms REAL, index_version TEXT);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, question_id INTEGER, rating TEXT, comment TEXT);
+CREATE TABLE IF NOT EXISTS callbacks (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, name TEXT, contact TEXT, summary TEXT, consent INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS questions_ts ON questions(ts);
+"""
+
+
+class FeedbackLog:
+    """Append-only log of questions, ratings and callback requests, with retention in days."""
+
+    def __init__(self, path: Path, retention_days: int = 90):
+        self.path = Path(path)
+        self.retention_days = retention_days
+        self._lock = threading.Lock()
+        self._last_purge = 0.0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(self._connect()) as db, db:
+                db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("feedback log %s cannot be opened: %s", self.path, exc.__class__.__name__)
+        self.purge()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=5)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _write(self, sql: str, params: tuple) -> int | None:
+        """Run one INSERT/UPDATE; on any failure log the error class (never the values) and return None."""
+        try:
+            with self._lock, closing(self._connect()) as db, db:
+                return db.execute(sql, params).lastrowid
+        except (sqlite3.Error, OSError) as exc:
+            log.error("feedback log write failed (%s); the chat goes on", exc.__class__.__name__)
+            return None
+
+    def _read(self, sql: str, params: tuple = ()) -> list[dict]:
+        try:
+            with closing(self._connect()) as db:
+                return [dict(row) for row in db.execute(sql, params)]
+        except (sqlite3.Error, OSError) as exc:
+            log.error("feedback log read failed (%s)", exc.__class__.__name__)
+            return []
+
+    # -- writing --------------------------------------------------------------------------
+    def log_question(self, answer, session: str = "") -> int | None:
+        """Store one answered question (redacted); `answer` is a chatbot.answer.Answer."""
+        if time.time() - self._last_purge > DAY:
+            self.purge()
+        best = answer.hits[0] if answer.hits else None
+        sources = "; ".join(f"{s.path}#{s.section}" for s in answer.sources)
+        return self._write(
+            "INSERT INTO questions (ts, session, question, mode, category, escalated, out_of_scope, refused, "
+            "best_score, top_page, top_section, sources, why, latency_ms, index_version) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                time.time(), session[:16], redact(answer.question), answer.mode,
+                answer.triage.category if answer.triage else "", int(answer.flags.escalated),
+                int(answer.flags.out_of_scope), int(answer.flags.refused), best.fused if best else None,
+                best.metadata.get("source", "") if best else "", best.section if best else "", sources,
+                redact(answer.why), answer.latency_ms, answer.index_version or "",
+            ),
+        )
+
+    def add_feedback(self, question_id: int | None, liked: bool, comment: str = "") -> int | None:
+        return self._write(
+            "INSERT INTO feedback (ts, question_id, rating, comment) VALUES (?, ?, ?, ?)",
+            (time.time(), question_id, "up" if liked else "down", redact(comment.strip())[:1000]),
+        )
+
+    def set_comment(self, feedback_id: int, comment: str) -> bool:
+        done = self._write("UPDATE feedback SET comment = ? WHERE id = ?", (redact(comment.strip())[:1000], feedback_id))
+        return done is not None
+
+    def add_callback(self, name: str, contact: str, summary: str, consent: bool) -> int | None:
+        """The one unredacted record, kept only with the patient's explicit consent."""
+        if not consent:
+            raise ValueError("a callback request needs the patient's consent")
+        return self._write(
+            "INSERT INTO callbacks (ts, name, contact, summary, consent) VALUES (?, ?, ?, ?, 1)",
+            (time.time(), name.strip()[:100], contact.strip()[:100], summary[:1500]),
+        )
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete every row older than the retention period; returns how many went."""
+        cutoff = (now or time.time()) - self.retention_days * DAY
+        removed = 0
+        try:
+            with self._lock, closing(self._connect()) as db, db:
+                for table in ("questions", "feedback", "callbacks"):
+                    removed += db.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,)).rowcount
+        except (sqlite3.Error, OSError) as exc:
+            log.error("feedback log purge failed (%s)", exc.__class__.__name__)
+        self._last_purge = time.time()
+        return removed
+
+    # -- reading (staff console) ----------------------------------------------------------
+    def questions(self, limit: int = 500) -> list[dict]:
+        return self._read("SELECT * FROM questions ORDER BY id DESC LIMIT ?", (limit,))
+
+    def feedback(self, limit: int = 500) -> list[dict]:
+        return self._read(
+            "SELECT f.id, f.ts, f.rating, f.comment, q.question, q.mode, q.top_page FROM feedback f "
+            "LEFT JOIN questions q ON q.id = f.question_id ORDER BY f.id DESC LIMIT ?",
+            (limit,),
+        )
+
+    def callbacks(self, limit: int = 500) -> list[dict]:
+        return self._read("SELECT * FROM callbacks ORDER BY id DESC LIMIT ?", (limit,))
+
+    def unanswered(self, limit: int = 1000) -> list[dict]:
+        """Declined (not covered, off-topic), low-confidence or thumbs-down questions, newest first."""
+        return self._read(
+            "SELECT q.*, (SELECT COUNT(*) FROM feedback f WHERE f.question_id = q.id AND f.rating = 'down') AS downs "
+            "FROM questions q WHERE q.mode IN ('not_covered', 'unavailable') OR q.out_of_scope = 1 "
+            "OR (q.mode IN ('extractive', 'llm') AND q.best_score < ?) "
+            "OR q.id IN (SELECT question_id FROM feedback WHERE rating = 'down') ORDER BY q.id DESC LIMIT ?",
+            (LOW_CONFIDENCE, limit),
+        )
+
+
+def reason(row: dict) -> str:
+    """Why a question counts as unanswered, in a word or two."""
+    if row.get("downs"):
+        return "thumbs down"
+    if row.get("out_of_scope"):
+        return "off-topic"
+    if row.get("mode") in UNANSWERED_MODES:
+        return row["mode"].replace("_", " ")
+    return "low confidence"
+
+
+GENERIC = frozenset(tokens("smp scalp micropigmentation procedure treatment after before get much long want know tell"))
+
+
+def keywords(question: str, n: int = 2) -> str:
+    """The question's main words, stemmed and sorted: 'Can I colour my hair after SMP?' -> 'colour hair'."""
+    found = [t for t in tokens(question.replace("[name]", "").replace("[phone]", "").replace("[email]", ""))
+             if t not in GENERIC and len(t) > 2]
+    return " ".join(sorted(dict.fromkeys(found[: n + 1]))[:n]) or "(no keywords)"
+
+
+def group_unanswered(rows: list[dict]) -> list[dict]:
+    """Group unanswered questions by their nearest page and main words, biggest gap first."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row.get("top_page") or "(no page)", keywords(row.get("question") or ""))].append(row)
+    result = []
+    for (page, words_), members in groups.items():
+        reasons = Counter(reason(r) for r in members)
+        result.append({
+            "count": len(members),
+            "nearest page": page,
+            "keywords": words_,
+            "why": ", ".join(f"{k} x{v}" for k, v in reasons.most_common()),
+            "examples": " | ".join(dict.fromkeys(r["question"] for r in members[:3])),
+        })
+    return sorted(result, key=lambda g: (-g["count"], g["nearest page"], g["keywords"]))
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    """Rows -> CSV (header from the first row's keys). Cells that start like a formula are quoted for Excel."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        if rows:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: _cell(v) for k, v in row.items()})
+    return path
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value

@@ -1,0 +1,367 @@
+"""Safety triage: runs on every patient message before retrieval; its decision is never bypassed.
+
+Two signals, both driven by clinician-reviewable data in prompts/triage.yaml:
+1. Rules (pure Python, well under 1 ms): the message is normalised (hidden text revealed, accents and
+   zero-width characters removed, repeated letters shortened, misspelt key words corrected), then regular
+   expressions are tried per category in priority order:
+   emergency > crisis > injection > medical_advice > offtopic > greeting/thanks > question.
+   Base64-looking tokens are decoded and triaged too.
+2. Meaning (optional): when the caller passes the message's normalised embedding, its cosine similarity to
+   per-category example sentences can raise the category (never lower it) to catch paraphrases.
+
+The words patients then see live in prompts/safety_messages.yaml (see `load_messages` and `render`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+PROMPTS = Path(__file__).parent / "prompts"
+CATEGORIES = ("emergency", "crisis", "injection", "medical_advice", "offtopic", "greeting", "thanks", "question")
+RANK = {"emergency": 0, "crisis": 1, "injection": 2, "medical_advice": 3, "offtopic": 4, "greeting": 5, "thanks": 5}
+SEMANTIC_CATEGORIES = ("emergency", "crisis", "injection", "medical_advice", "offtopic")
+PLACEHOLDERS = ("clinic", "contact", "emergency_number", "crisis_line")
+
+_COMMENTS = (
+    re.compile(r"<!--(.*?)(?:-->|$)", re.S),  # HTML comment (also an unterminated one)
+    re.compile(r"^\s*\[[^\]\n]*\]:\s*(?:#|<>)\s*[(\"'](.*?)[)\"']\s*$", re.M),  # Markdown [//]: # (comment)
+)
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "`": "'", "\u201c": '"', "\u201d": '"'})
+_REPEATS = re.compile(r"([a-z])\1{2,}")
+_WORD = re.compile(r"[a-z]+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_LEET = str.maketrans("013457@$", "oieastas")
+_MIXED = re.compile(r"\b(?=\w*[a-z])(?=\w*[0-9@$])[a-z0-9@$]+\b")
+_GROUP = re.compile(r"@(\w+)")
+
+
+@dataclass(frozen=True)
+class Triage:
+    category: str  # one of CATEGORIES
+    subtype: str = ""  # e.g. emergency "bleeding", injection "override", medical_advice "dose", offtopic topic
+    reason: str = ""  # one short line for clinic staff: which rule/phrase matched
+
+
+@dataclass(frozen=True)
+class Rule:
+    category: str
+    subtype: str
+    why: str
+    regex: re.Pattern[str]
+    strong: bool = False  # emergency only: fires unless the message is a general, informational question
+    unless: re.Pattern[str] | None = None  # the rule does not fire when this also matches
+
+
+# ---------------------------------------------------------------- text clean-up
+
+
+def reveal_hidden(text: str) -> str:
+    """Unicode-normalise, drop zero-width/format characters and unwrap HTML/Markdown comments (keep their text)."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    for pattern in _COMMENTS:
+        text = pattern.sub(lambda m: f" {m.group(1)} ", text)
+    return text
+
+
+def fold(text: str) -> str:
+    """Lower-case, strip accents, straighten quotes, shorten letter runs ('painnnn' -> 'painn'), tidy spaces."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower().translate(_QUOTES)
+    return " ".join(_REPEATS.sub(r"\1\1", text).split())
+
+
+def undouble(word: str) -> str:
+    """'bleeding' -> 'bleding', 'painn' -> 'pain': letters never repeat."""
+    return re.sub(r"(.)\1+", r"\1", word)
+
+
+def unleet(text: str) -> str:
+    """'ign0re prev1ous' -> 'ignore previous' (only inside words that mix letters and digits)."""
+    return _MIXED.sub(lambda m: m.group().translate(_LEET), text)
+
+
+def decode_base64(text: str) -> list[str]:
+    """Readable text hidden in Base64-looking tokens of 16+ characters."""
+    found = []
+    for token in _BASE64.findall(text):
+        padded = token.rstrip("=") + "=" * (-len(token.rstrip("=")) % 4)
+        altchars = b"-_" if ("-" in token or "_" in token) else None
+        try:
+            decoded = base64.b64decode(padded, altchars=altchars, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            continue
+        printable = sum(ch.isprintable() or ch.isspace() for ch in decoded)
+        if decoded and printable / len(decoded) > 0.9 and re.search(r"[A-Za-z]{2}", decoded):
+            found.append(decoded)
+    return found
+
+
+class Speller:
+    """Corrects misspelt key words ('bleding' -> 'bleeding'); real look-alike words are left alone."""
+
+    def __init__(self, vocab: Iterable[str], real_words: Iterable[str], cutoff: float = 0.85):
+        self.vocab = frozenset(vocab)
+        self.real = frozenset(real_words)
+        self.cutoff = cutoff
+        self.by_undoubled = {undouble(v): v for v in sorted(self.vocab, key=len)}
+        self.fix = lru_cache(maxsize=8192)(self._fix)
+
+    def _fix(self, word: str) -> str:
+        if word in self.vocab or word in self.real:
+            return word
+        if undouble(word) in self.by_undoubled:
+            return self.by_undoubled[undouble(word)]
+        if len(word) < 5:
+            return word
+        for i in range(len(word) - 1):  # one swapped pair of letters: 'ignroe' -> 'ignore'
+            swapped = word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+            if swapped in self.vocab:
+                return swapped
+        near = [v for v in self.vocab if len(v) >= 5 and v[0] == word[0] and abs(len(v) - len(word)) <= 2]
+        scored = [(difflib.SequenceMatcher(None, word, v).ratio(), v) for v in near]
+        best = max(scored, default=(0.0, word))
+        return best[1] if best[0] >= self.cutoff else word
+
+    def correct(self, text: str) -> str:
+        return _WORD.sub(lambda m: self.fix(m.group()), text)
+
+
+# ---------------------------------------------------------------- rules file
+
+
+def _expand(pattern: str, groups: dict[str, str]) -> str:
+    """Replace @name with the named word group (groups may use other groups)."""
+    for _ in range(5):
+        if "@" not in pattern:
+            break
+
+        def group(m: re.Match[str]) -> str:
+            if m.group(1) not in groups:
+                raise ValueError(f"triage.yaml: unknown word group @{m.group(1)} in pattern {pattern!r}")
+            return f"(?:{groups[m.group(1)]})"
+
+        pattern = _GROUP.sub(group, pattern)
+    return pattern
+
+
+def _compile(pattern: str, groups: dict[str, str]) -> re.Pattern[str]:
+    expanded = _expand(pattern, groups)
+    try:
+        return re.compile(expanded, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"triage.yaml: pattern {pattern!r} is not a valid regular expression ({exc})") from None
+
+
+def _rules(section: dict[str, Any], category: str, groups: dict[str, str]) -> list[Rule]:
+    return [
+        Rule(
+            category=category,
+            subtype=str(item.get("subtype", "")),
+            why=str(item.get("why", item.get("subtype", category))),
+            regex=_compile(item["pattern"], groups),
+            strong=bool(item.get("strong", False)),
+            unless=_compile(item["unless"], groups) if item.get("unless") else None,
+        )
+        for item in section["rules"]
+    ]
+
+
+def _any(patterns: list[re.Pattern[str]], text: str) -> bool:
+    return any(p.search(text) for p in patterns)
+
+
+def _reason(rule: Rule, match: re.Match[str]) -> str:
+    words = " ".join(match.group(0).split())
+    words = words if len(words) <= 60 else words[:57] + "..."
+    label = f"{rule.category}/{rule.subtype}" if rule.subtype else rule.category
+    return f"{label}: {rule.why} (matched '{words}')"
+
+
+# ---------------------------------------------------------------- triage
+
+
+class Triager:
+    """Classifies one patient message; build once, call `triage` per message (thread-safe, read-only)."""
+
+    def __init__(self, embed: Callable[[list[str]], np.ndarray] | None = None):
+        data = yaml.safe_load((PROMPTS / "triage.yaml").read_text(encoding="utf-8"))
+        groups = {str(k): str(v) for k, v in data["groups"].items()}
+        self.speller = Speller(data["typo_words"], data.get("real_words", []))
+        emergency = data["emergency"]
+        self.reported = [_compile(p, groups) for p in emergency["reported"]]
+        self.question_form = [_compile(p, groups) for p in emergency["question_form"]]
+        self.informational = [_compile(p, groups) for p in emergency["informational"]]
+        self.rules = {c: _rules(data[c], c, groups) for c in ("emergency", "crisis", "injection", "medical_advice")}
+        self.offtopic_rules = _rules(data["offtopic"], "offtopic", groups)
+        self.domain = _compile(data["offtopic"]["domain"], groups)
+        self.greeting = _compile(data["greeting"], groups)
+        self.thanks = _compile(data["thanks"], groups)
+        self.filler = _compile(data["filler"], groups)
+        semantic = data["semantic"]
+        self.threshold = {str(k): float(v) for k, v in semantic["threshold"].items()}
+        self.margin = {str(k): float(v) for k, v in semantic["margin"].items()}
+        self.labels: list[tuple[str, str]] = []
+        texts: list[str] = []
+        for category, by_subtype in semantic["exemplars"].items():
+            for subtype, examples in by_subtype.items():
+                self.labels += [(category, str(subtype or ""))] * len(examples)
+                texts += [str(e) for e in examples]
+        self.exemplars: np.ndarray | None = None
+        if embed is not None:
+            vectors = np.asarray(embed(texts), dtype=np.float32)
+            if vectors.shape[0] != len(texts):
+                raise ValueError(f"embed returned {vectors.shape[0]} vectors for {len(texts)} exemplar sentences")
+            self.exemplars = vectors
+        self.label_category = np.array([c for c, _ in self.labels])
+
+    # -- public
+
+    def triage(self, text: str, query_vec: np.ndarray | None = None) -> Triage:
+        """The category of one message; `query_vec` is its normalised embedding (reused, never computed here)."""
+        revealed = reveal_hidden(text or "")
+        clean = self.normalise(revealed)
+        result = self._by_rules(clean, revealed)
+        for hidden in self._hidden_payloads(revealed):
+            found = self._by_rules(self.normalise(hidden), hidden)
+            if found.category in RANK and RANK[found.category] < RANK.get(result.category, 9):
+                result = Triage(found.category, found.subtype, f"in Base64 text: {found.reason}")
+        if query_vec is not None and self.exemplars is not None:
+            result = self._with_meaning(clean, result, query_vec)
+        return result
+
+    def normalise(self, text: str) -> str:
+        return self.speller.correct(fold(text))
+
+    # -- rules
+
+    def _by_rules(self, clean: str, revealed: str) -> Triage:
+        checks = (
+            lambda: self._emergency(clean),
+            lambda: self._first(self.rules["crisis"], [clean]),
+            lambda: self._first(self.rules["injection"], [clean, unleet(clean), " ".join(revealed.split())]),
+            lambda: self._first(self.rules["medical_advice"], [clean]),
+            lambda: self._offtopic(clean),
+            lambda: self._small_talk(clean),
+        )
+        for check in checks:
+            found = check()
+            if found is not None:
+                return found
+        return Triage("question", reason="no safety rule matched")
+
+    def _first(self, rules: list[Rule], texts: list[str]) -> Triage | None:
+        for rule in rules:
+            for text in texts:
+                match = rule.regex.search(text)
+                if match and not (rule.unless and rule.unless.search(text)):
+                    return Triage(rule.category, rule.subtype, _reason(rule, match))
+        return None
+
+    def _general_question(self, clean: str, strong: bool) -> bool:
+        """True when a symptom is only asked about in general, not reported as happening to the patient."""
+        if _any(self.reported, clean):
+            return False
+        return _any(self.informational, clean) or (not strong and _any(self.question_form, clean))
+
+    def _emergency(self, clean: str) -> Triage | None:
+        for rule in self.rules["emergency"]:
+            match = rule.regex.search(clean)
+            if match and not self._general_question(clean, rule.strong):
+                return Triage(rule.category, rule.subtype, _reason(rule, match))
+        return None
+
+    def _offtopic(self, clean: str) -> Triage | None:
+        if self.domain.search(clean):
+            return None
+        return self._first(self.offtopic_rules, [clean])
+
+    def _small_talk(self, clean: str) -> Triage | None:
+        greets, thanks = self.greeting.search(clean), self.thanks.search(clean)
+        if not (greets or thanks):
+            return None
+        rest = self.filler.sub(" ", self.thanks.sub(" ", self.greeting.sub(" ", clean)))
+        if re.search(r"[a-z0-9]", rest):
+            return None  # a greeting plus a real question is a question
+        match = thanks or greets
+        category = "thanks" if thanks else "greeting"
+        return Triage(category, reason=f"{category}: only greeting/thanks words (matched '{match.group(0)}')")
+
+    def _hidden_payloads(self, revealed: str, depth: int = 2) -> list[str]:
+        found = []
+        for decoded in decode_base64(revealed):
+            found.append(decoded)
+            if depth > 1:
+                found += self._hidden_payloads(decoded, depth - 1)
+        return found
+
+    # -- meaning
+
+    def _with_meaning(self, clean: str, result: Triage, query_vec: np.ndarray) -> Triage:
+        """Raise the category when the message is clearly closest to another category's examples."""
+        assert self.exemplars is not None
+        scores = self.exemplars @ np.asarray(query_vec, dtype=np.float32).reshape(-1)
+        current = RANK.get(result.category, 9)
+        for category in SEMANTIC_CATEGORIES:
+            if RANK[category] >= current:
+                break
+            if result.category in ("greeting", "thanks") and category in ("medical_advice", "offtopic"):
+                break
+            mine = self.label_category == category
+            if not mine.any():
+                continue
+            best = int(np.flatnonzero(mine)[np.argmax(scores[mine])])
+            score = float(scores[best])
+            nearest_other = float(scores[~mine].max()) if (~mine).any() else 0.0
+            if score < self.threshold.get(category, 1.0) or score - nearest_other < self.margin.get(category, 0.0):
+                continue
+            if category == "emergency" and self._general_question(clean, strong=False):
+                continue
+            if category == "offtopic" and self.domain.search(clean):
+                continue
+            subtype = self.labels[best][1]
+            return Triage(category, subtype, f"{category}: meaning close to a reviewed example (similarity {score:.2f})")
+        return result
+
+
+# ---------------------------------------------------------------- patient-facing messages
+
+
+@lru_cache(maxsize=1)
+def _messages() -> dict[str, str]:
+    data = yaml.safe_load((PROMPTS / "safety_messages.yaml").read_text(encoding="utf-8"))
+    return {str(k): " ".join(str(v).split()) for k, v in data.items()}
+
+
+def load_messages() -> dict[str, str]:
+    """Message key -> exact text patients see (with {placeholders}), from prompts/safety_messages.yaml."""
+    return dict(_messages())
+
+
+def render(key: str, settings: Any) -> str:
+    """The message `key` with {clinic}, {contact}, {emergency_number} and {crisis_line} filled from settings."""
+    messages = _messages()
+    if key not in messages:
+        raise KeyError(f"safety_messages.yaml has no message {key!r}; known: {', '.join(sorted(messages))}")
+    values = {
+        "clinic": settings.clinic_name,
+        "contact": settings.clinic_contact,
+        "emergency_number": settings.emergency_number,
+        "crisis_line": settings.crisis_line,
+    }
+    text = messages[key]
+    for name in PLACEHOLDERS:
+        text = text.replace("{" + name + "}", str(values[name]))
+    return text

@@ -1,0 +1,205 @@
+"""Plain functions behind the web app: answering a chat message, rendering it safely, rate limits,
+feedback and callback requests. No Gradio here, so all of it is testable without a browser.
+
+Rendering rule: every piece of patient or content text that reaches the page goes through
+`safe_markdown` or `html.escape`; the chat never shows raw HTML from an answer or a question.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from chatbot.answer import Answer
+from chatbot.feedback import EMAIL, FeedbackLog
+from chatbot.safety import render
+from chatbot.settings import Settings
+
+log = logging.getLogger("chatbot.ui")
+
+UI_YAML = Path(__file__).parent / "prompts" / "ui.yaml"
+MARKDOWN_IMAGE = re.compile(r"!\[")
+SCRIPT_LINK = re.compile(r"\]\(\s*(?:javascript|data|vbscript|file):", re.I)
+
+
+@lru_cache(maxsize=1)
+def _ui_yaml() -> dict:
+    return yaml.safe_load(UI_YAML.read_text(encoding="utf-8"))
+
+
+def ui_text(settings: Settings) -> dict:
+    """prompts/ui.yaml with {clinic}, {contact}, {max_chars} and {per_minute} filled in."""
+    values = {
+        "clinic": settings.clinic_name,
+        "contact": settings.clinic_contact,
+        "max_chars": str(settings.max_question_chars),
+        "per_minute": str(settings.rate_limit_per_minute),
+    }
+
+    def fill(text: str) -> str:
+        for key, value in values.items():
+            text = text.replace("{" + key + "}", value)
+        return " ".join(text.split())
+
+    return {k: [fill(x) for x in v] if isinstance(v, list) else fill(str(v)) for k, v in _ui_yaml().items()}
+
+
+def safe_markdown(text: str) -> str:
+    """Any text -> Markdown that shows as that text: HTML escaped, images and script links defused."""
+    escaped = MARKDOWN_IMAGE.sub(r"!\\[", html.escape(text, quote=False))
+    return SCRIPT_LINK.sub("](#", escaped)
+
+
+def format_sources(answer: Answer, heading: str = "Sources", open_label: str = "show the text") -> str:
+    """Numbered citations (page and section), each expandable to the quoted text. Everything is escaped."""
+    if not answer.sources:
+        return ""
+    items = []
+    for source in answer.sources:
+        quote = "<br>".join(html.escape(line) for line in source.quote.strip().splitlines() if line.strip())
+        items.append(
+            f'<details class="source"><summary>{html.escape(source.label())} '
+            f'<span class="source-path">{html.escape(source.path)}</span> '
+            f'<span class="source-open">({html.escape(open_label)})</span></summary>'
+            f"<blockquote>{quote}</blockquote></details>"
+        )
+    return f'<div class="sources"><strong>{html.escape(heading)}</strong>{"".join(items)}</div>'
+
+
+def sources_text(answer: Answer) -> str:
+    """The sources as plain text lines, for API clients."""
+    return "\n".join(f"{s.label()} ({s.path})" for s in answer.sources)
+
+
+def urgent_banner(text: str, title: str) -> str:
+    """The red banner shown above the chat when an answer escalates."""
+    return (
+        f'<div class="urgent-banner" role="alert"><strong>{html.escape(title)}</strong>'
+        f"<p>{html.escape(text)}</p></div>"
+    )
+
+
+class RateLimiter:
+    """At most `per_minute` questions per session in any 60 seconds; thread-safe, bounded memory."""
+
+    def __init__(self, per_minute: int, window_s: float = 60.0, max_sessions: int = 10_000):
+        self.per_minute = per_minute
+        self.window_s = window_s
+        self.max_sessions = max_sessions
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, session: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            times = self._seen.pop(session, None) or deque()
+            while times and now - times[0] >= self.window_s:
+                times.popleft()
+            allowed = len(times) < self.per_minute
+            if allowed:
+                times.append(now)
+            self._seen[session] = times
+            while len(self._seen) > self.max_sessions:
+                self._seen.popitem(last=False)
+            return allowed
+
+
+@dataclass
+class Reply:
+    """What the chat shows for one message. `answer` is None when the message was not answered
+    (empty, too long, rate limited, engine failure); `text` is then a friendly notice."""
+
+    text: str  # the answer (Markdown from the engine) or the notice, unescaped
+    answer: Answer | None = None
+    question_id: int | None = None
+    notice: str = ""  # "", "empty", "too_long", "rate_limited", "unavailable"
+
+    @property
+    def escalated(self) -> bool:
+        return bool(self.answer and self.answer.flags.escalated)
+
+
+def chat_reply(
+    engine,
+    feedback_log: FeedbackLog | None,
+    limiter: RateLimiter,
+    message: str,
+    history: list[tuple[str, str]],
+    session: str,
+    words: dict,
+) -> Reply:
+    """Check a patient's message (length, rate), answer it, log it (redacted). Never raises."""
+    message = (message or "").strip()
+    if not message:
+        return Reply(words["empty"], notice="empty")
+    limit = engine.settings.max_question_chars
+    if len(message) > limit:
+        return Reply(words["too_long"].replace("{length}", str(len(message))), notice="too_long")
+    if not limiter.allow(session):
+        return Reply(words["rate_limited"], notice="rate_limited")
+    try:
+        answer = engine.ask(message, history[-6:])
+    except Exception as exc:  # noqa: BLE001 - a patient must get a message, never a stack trace
+        log.error("answering failed: %s", exc.__class__.__name__)
+        return Reply(render("unavailable", engine.settings), notice="unavailable")
+    question_id = feedback_log.log_question(answer, session) if feedback_log else None
+    return Reply(answer.text, answer, question_id)
+
+
+def reply_markdown(reply: Reply, words: dict) -> str:
+    """The chat bubble for a reply: escaped answer, an urgent heading when escalated, then the sources."""
+    body = safe_markdown(reply.text)
+    if reply.escalated:
+        body = f"**🚨 {html.escape(words['urgent_title'])}**\n\n{body}"
+    if reply.answer and reply.answer.sources:
+        body += "\n\n" + format_sources(reply.answer, words["sources_heading"], words["source_open"])
+    return body
+
+
+def stream_prefixes(text: str, words_per_step: int = 3):
+    """Growing prefixes of an already-checked text, a few words at a time (for streaming display)."""
+    parts = re.split(r"(\s+)", text)
+    for end in range(2 * words_per_step, len(parts), 2 * words_per_step):
+        yield "".join(parts[:end])
+    yield text
+
+
+def record_feedback(feedback_log: FeedbackLog, question_id: int | None, liked: bool, comment: str = "") -> int | None:
+    """A thumbs up/down (and optional comment) for one logged answer; the comment is redacted by the log."""
+    if question_id is None:
+        return None
+    return feedback_log.add_feedback(question_id, liked, comment)
+
+
+def conversation_summary(history: list[tuple[str, str]], sources: list[str], escalated: bool) -> str:
+    """A short summary for the callback list: the patient's questions and the pages the answers came from."""
+    questions = " | ".join(q[:200] for q, _ in history[-5:]) or "(no questions asked)"
+    topics = "; ".join(dict.fromkeys(sources)) or "none"
+    urgent = " URGENT: an answer advised urgent care." if escalated else ""
+    return f"Questions: {questions}. Pages: {topics}.{urgent}"[:1500]
+
+
+def looks_like_contact(contact: str) -> bool:
+    return bool(EMAIL.search(contact)) or sum(c.isdigit() for c in contact) >= 8
+
+
+def request_callback(
+    feedback_log: FeedbackLog, name: str, contact: str, consent: bool, summary: str, words: dict
+) -> tuple[bool, str]:
+    """Put a consented callback request on the staff list. Returns (saved, message for the patient)."""
+    if not consent:
+        return False, words["callback_no_consent"]
+    name, contact = (name or "").strip(), (contact or "").strip()
+    if not name or not looks_like_contact(contact):
+        return False, words["callback_missing"]
+    saved = feedback_log.add_callback(name, contact, summary, consent=True)
+    return (True, words["callback_done"]) if saved else (False, words["callback_failed"])
