@@ -1,50 +1,105 @@
 """python ingest.py [CONTENT_DIR] [--store DIR] [--dry-run] [--rebuild] [--skip-invalid] [--json]
+                 [--publish] [--rollback] [--by NAME]
 
-Re-index the clinic's content: only new or changed pages are embedded, removed pages disappear,
-and a bad file stops the run before anything is written (the live index is never damaged).
+Re-index the clinic's content into the staging index: only new or changed pages are embedded, removed pages
+disappear, and a bad file stops the run before anything is written. Patients keep being served the live index
+until staging passes the safety gate and is published (--publish). On a fresh install (no live index yet) the
+first build is published as soon as it passes the gate. --rollback restores the previously published version.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from pathlib import Path
 
 from chatbot.embedding import Embedder
+from chatbot.gate import run_gate
 from chatbot.indexing import IngestRefused, ingest
+from chatbot.lifecycle import LifecycleError, audit_log, publish, rollback
 from chatbot.settings import Settings, SettingsError
-from chatbot.store import StoreError
+from chatbot.store import StoreError, VersionStore
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], prog="ingest.py")
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ingest.py", description=__doc__.split("\n\n")[1])
     parser.add_argument("content_dir", nargs="?", type=Path, help="folder of .md/.html/.txt pages (default: content/)")
     parser.add_argument("--store", type=Path, help="index folder (default: .chroma/ or CHATBOT_STORE_DIR)")
     parser.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
     parser.add_argument("--rebuild", action="store_true", help="build a fresh index from all pages")
     parser.add_argument("--skip-invalid", action="store_true", help="ingest the valid pages, list the rest")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    args = parser.parse_args(argv)
+    parser.add_argument("--publish", action="store_true", help="after staging, run the safety gate and publish")
+    parser.add_argument("--rollback", action="store_true", help="restore the previously published version")
+    parser.add_argument("--by", default=None, help="who does this, for the audit log (default: your login)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    actor = args.by or getpass.getuser()
+    out: dict = {}
     try:
         settings = Settings.from_env(content_dir=args.content_dir, store_dir=args.store)
+        if args.rollback:
+            version, seconds = rollback(settings, actor)
+            return _print(args, {"rolled_back_to": version, "seconds": round(seconds, 3)}, f"live is now {version}")
+        embedder: list[Embedder] = []
+
+        def get_embedder() -> Embedder:
+            if not embedder:
+                embedder.append(Embedder(settings.model_path))
+            return embedder[0]
+
         report = ingest(
             settings,
-            lambda: Embedder(settings.model_path),
+            get_embedder,
             dry_run=args.dry_run,
             rebuild=args.rebuild,
             skip_invalid=args.skip_invalid,
+            target="staging",
         )
+        out = report.to_json()
+        if not args.dry_run and report.version and (report.written or report.deleted or report.removed):
+            pages = {
+                p: VersionStore(settings).read_manifest(report.version)["pages"].get(p, {}).get("sha256")
+                for p in report.added + report.changed
+            }
+            audit_log(settings).record(actor, "stage", report.version, pages=pages, removed=report.removed)
+        first_install = VersionStore(settings).pointer("live") is None
+        if not args.dry_run and (args.publish or first_install):
+            gate = run_gate(settings, get_embedder())
+            out["gate"] = {"passed": gate.passed, "reasons": gate.reasons}
+            if not gate.passed:
+                audit_log(settings).record(actor, "gate_failed", report.version, reasons=gate.reasons)
+                print(gate.text(), file=sys.stderr)
+                _print(args, out, report.summary())
+                return 1
+            audit_log(settings).record(actor, "approve", report.version, gate="passed")
+            version, seconds = publish(settings, actor)
+            out["published"] = {"version": version, "seconds": round(seconds, 3)}
     except IngestRefused as exc:
-        if args.json:
-            print(json.dumps({"error": "invalid content", "invalid": [str(e) for e in exc.errors]}))
         print(exc, file=sys.stderr)
-        return 2
-    except (SettingsError, StoreError, FileNotFoundError) as exc:
+        return _print(args, {"error": "invalid content", "invalid": [str(e) for e in exc.errors]}, None, code=2)
+    except (SettingsError, StoreError, LifecycleError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(report.to_json()) if args.json else report.summary())
-    return 0
+    summary = report.summary()
+    if "published" in out:
+        summary += f"\npublished {out['published']['version']}: patients now see it"
+    elif not args.dry_run:
+        summary += "\nstaged: patients still see the live index; publish with 'python ingest.py --publish'"
+    return _print(args, out, summary)
+
+
+def _print(args: argparse.Namespace, data: dict, text: str | None, code: int = 0) -> int:
+    if args.json:
+        print(json.dumps(data))
+    elif text:
+        print(text)
+    return code
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import date
 
 from langchain_core.language_models import BaseChatModel
 
@@ -94,6 +95,7 @@ class Engine:
         self.chat_model = chat_model
         self.deferral = render("deferral", settings)
         self.system = llm.system_prompt(settings.clinic_name, self.deferral)
+        self.today: date | None = None  # fixed in tests; None means the real date
 
     def ask(self, question: str, history: History | None = None) -> Answer:
         question = " ".join(question.split())[: self.settings.max_question_chars]
@@ -127,6 +129,9 @@ class Engine:
                 why=f"store error: {exc.__class__.__name__}",
                 timings_ms=clock.laps,
             )
+        if not self.settings.serve_overdue:
+            today = (self.today or date.today()).isoformat()
+            hits = [h for h in hits if not (h.metadata.get("review_due") and h.metadata["review_due"] < today)]
         clock.lap("retrieve")
         answer = self._grounded(question, query, verdict, hits, index.idf, clock)
         answer.index_version = index.version

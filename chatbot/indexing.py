@@ -160,7 +160,9 @@ def ingest(
         report = result.report
         report.invalid, report.dry_run, report.version = errors, dry_run, base
         nothing_to_do = not (result.to_embed or result.to_delete or result.to_update or report.removed)
-        if dry_run or (nothing_to_do and base and not rebuild and store.pointer(target) == base):
+        if dry_run or (nothing_to_do and base and not rebuild):
+            if not dry_run and store.pointer(target) != base:
+                store.set_pointer(base, target)  # staging starts as the live version: nothing to build
             report.seconds = time.perf_counter() - started
             return report
         version = _build_version(store, settings, base, result, pages, get_embedder, progress)

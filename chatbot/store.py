@@ -8,7 +8,9 @@
         lexical/             the BM25 index over the same chunks
         manifest.json        pages -> sha256, chunk ids; version facts
         COMPLETE             written last: a version without it is an interrupted build
-      ingest.lock            held by the one ingest that may run at a time
+      staging                pointer: the version an ingest built, waiting for the safety gate and a clinician
+      history.json           every publish and rollback, so the previous live version can be restored
+      ingest.lock            held by the one ingest (or publish) that may run at a time
 
 A new version is built in a new directory (copied from the live one, then changed), and only
 then is the pointer replaced with os.replace, which is atomic. Readers never see a half-built
@@ -111,9 +113,23 @@ class VersionStore:
                     removed.append(path.name)
         return removed
 
+    def history(self) -> list[dict]:
+        """Every publish and rollback, oldest first: {"version", "previous", "by", "at"}."""
+        try:
+            return json.loads((self.root / "history.json").read_text())
+        except FileNotFoundError:
+            return []
+
+    def append_history(self, entry: dict, replace_last: bool = False) -> None:
+        entries = self.history()[: -1 if replace_last else None]
+        tmp = self.root / ".history.tmp"
+        tmp.write_text(json.dumps(entries + [entry], indent=1))
+        os.replace(tmp, self.root / "history.json")
+
     def prune(self, keep: int) -> None:
-        """Keep the newest `keep` versions plus whatever a pointer names."""
-        pinned = {self.pointer(name) for name in ("live", "staging", "previous")}
+        """Keep the newest `keep` versions, whatever a pointer names, and the version live would roll back to."""
+        last = self.history()[-1:] or [{}]
+        pinned = {self.pointer("live"), self.pointer("staging"), last[0].get("previous")}
         complete = self.list_versions()
         for version in complete[: max(0, len(complete) - keep)]:
             if version not in pinned:
