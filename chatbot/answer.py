@@ -7,6 +7,7 @@ that the extractive path could give, and is checked before a patient sees it.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
@@ -15,7 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from chatbot import compose, llm
 from chatbot.conversation import History, standalone
 from chatbot.embedding import Embedder
-from chatbot.retrieval import Hit, LiveIndex, is_covered, retrieve
+from chatbot.retrieval import Hit, Index, LiveIndex, is_covered, retrieve
 from chatbot.safety import Triage, Triager, render
 from chatbot.settings import Settings
 from chatbot.store import StoreError
@@ -79,6 +80,7 @@ class Answer:
         }
 
 
+_STORE_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
 TRIAGE_ONLY = ("emergency", "crisis", "injection", "offtopic", "greeting", "thanks")
 
 
@@ -109,8 +111,7 @@ class Engine:
         if verdict.category in TRIAGE_ONLY:
             return self._triage_answer(question, verdict, clock)
         try:
-            index = self.index.get()
-            hits = retrieve(index, query, vec, self.settings.top_k)
+            index, hits = self._retrieve(query, vec)
         except StoreError as exc:
             return Answer(
                 question,
@@ -120,7 +121,7 @@ class Engine:
                 why=f"index unavailable: {exc}",
                 timings_ms=clock.laps,
             )
-        except Exception as exc:  # noqa: BLE001 - a Chroma server that is down must not show a stack trace
+        except Exception as exc:  # noqa: BLE001 - a Chroma server that is down or slow must not show a stack trace
             return Answer(
                 question,
                 render("unavailable", self.settings),
@@ -136,6 +137,18 @@ class Engine:
         answer = self._grounded(question, query, verdict, hits, index.idf, clock)
         answer.index_version = index.version
         return answer
+
+    def _retrieve(self, query: str, vec) -> tuple[Index, list[Hit]]:
+        """Embedded Chroma answers in-process; a Chroma server gets a time limit (its client has none)."""
+        if not self.settings.chroma_host:
+            index = self.index.get()
+            return index, retrieve(index, query, vec, self.settings.top_k)
+
+        def work() -> tuple[Index, list[Hit]]:
+            index = self.index.get()
+            return index, retrieve(index, query, vec, self.settings.top_k)
+
+        return _STORE_POOL.submit(work).result(timeout=self.settings.store_timeout_s)
 
     def _triage_answer(self, question: str, verdict: Triage, clock: _Clock) -> Answer:
         flags = Flags(

@@ -19,7 +19,7 @@ from chatbot.answer import Answer, Engine
 from chatbot.embedding import Embedder
 from chatbot.llm import CANARY, FORBIDDEN
 from chatbot.loading import load_folder
-from chatbot.store import CHROMA_SETTINGS
+from chatbot.store import chroma_settings
 
 GOLDEN = Path(__file__).parent / "eval" / "golden.jsonl"
 RETRIEVAL_CATEGORIES = ("content", "followup")
@@ -191,7 +191,7 @@ def baseline_retrieval(content_dir: Path, embedder: Embedder, cases: list[dict],
             texts.append(piece)
             metas.append({"source": page.path})
     with tempfile.TemporaryDirectory() as tmp:
-        client = chromadb.PersistentClient(path=tmp, settings=CHROMA_SETTINGS)
+        client = chromadb.PersistentClient(path=tmp, settings=chroma_settings())
         col = client.create_collection("baseline", embedding_function=None, metadata={"hnsw:space": "cosine"})
         col.add(
             ids=[str(i) for i in range(len(texts))], embeddings=embedder.encode(texts), documents=texts, metadatas=metas

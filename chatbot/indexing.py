@@ -51,6 +51,7 @@ class IngestReport:
     version: str | None = None
     dry_run: bool = False
     invalid: list[ContentError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # "path: what was removed and why"
 
     def to_json(self) -> dict:
         return {
@@ -60,6 +61,7 @@ class IngestReport:
             "version": self.version,
             "dry_run": self.dry_run,
             "invalid": [asdict(e) for e in self.invalid],
+            "warnings": self.warnings,
         }
 
     def summary(self) -> str:
@@ -72,6 +74,9 @@ class IngestReport:
         ]
         for kind in ("added", "changed", "removed"):
             lines += [f"  {kind}: {p}" for p in getattr(self, kind)]
+        if self.warnings:
+            lines.append(f"{len(self.warnings)} warning(s) for the editor:")
+            lines += [f"  {w}" for w in self.warnings]
         if self.invalid:
             lines.append(f"skipped {len(self.invalid)} invalid file(s):")
             lines += [f"  {e}" for e in self.invalid]
@@ -159,6 +164,7 @@ def ingest(
         result = plan(pages, old_manifest, old_chunks, settings, keep_paths={e.path for e in errors})
         report = result.report
         report.invalid, report.dry_run, report.version = errors, dry_run, base
+        report.warnings = [f"{page.path}: {warning}" for page in pages for warning in page.warnings]
         nothing_to_do = not (result.to_embed or result.to_delete or result.to_update or report.removed)
         if dry_run or (nothing_to_do and base and not rebuild):
             if not dry_run and store.pointer(target) != base:

@@ -6,12 +6,19 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
 from bs4 import BeautifulSoup
 
 SUPPORTED = (".md", ".markdown", ".html", ".htm", ".txt")
+CHECKS = Path(__file__).parent / "prompts" / "content_checks.yaml"
+DANGEROUS_BLOCK = re.compile(
+    r"<\s*(script|style|iframe|object|embed|form|svg|template)\b.*?(</\s*\1\s*>|$)", re.I | re.S
+)
+ANY_TAG = re.compile(r"<\s*/?\s*([a-zA-Z][a-zA-Z0-9]*)\b[^>]*>")
+MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 DROP_TAGS = ("script", "style", "nav", "header", "footer", "aside", "form", "noscript", "iframe", "svg", "button")
 
 
@@ -24,6 +31,7 @@ class Page:
     text: str
     sha256: str
     meta: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # what was removed from the page and why, for the editor
 
     @property
     def url(self) -> str:
@@ -107,8 +115,40 @@ def load_page(rel: str, raw: bytes, max_bytes: int) -> Page:
     for key in ("reviewed_on", "review_due"):
         if meta.get(key) and not _is_date(meta[key]):
             raise fail(f"front matter '{key}: {meta[key]}' is not a date", f"write it as {key}: 2026-11-20")
+    body, warnings = neutralise(body)
     digest = hashlib.sha256(raw).hexdigest()
-    return Page(path=rel, title=title.strip(), text=body.strip() + "\n", sha256=digest, meta=meta)
+    return Page(rel, title.strip(), body.strip() + "\n", digest, meta, tuple(warnings))
+
+
+@lru_cache(maxsize=1)
+def _instruction_patterns() -> list[re.Pattern]:
+    return [re.compile(p, re.I) for p in yaml.safe_load(CHECKS.read_text())["instruction_patterns"]]
+
+
+def neutralise(body: str) -> tuple[str, list[str]]:
+    """Remove what must never reach a patient from a page: markup (scripts, iframes, forms, any tag),
+    images, and lines that give the chatbot instructions. Returns the clean text and one warning per kind."""
+    warnings = []
+    for match in DANGEROUS_BLOCK.finditer(body):
+        warnings.append(f"<{match.group(1).lower()}> removed: pages must not carry scripts, frames or forms")
+    body = DANGEROUS_BLOCK.sub("", body)
+    tags = sorted({m.group(1).lower() for m in ANY_TAG.finditer(body)})
+    if tags:
+        warnings.append(f"HTML tags removed ({', '.join(tags)}): write plain Markdown")
+        body = ANY_TAG.sub("", body)
+    if MARKDOWN_IMAGE.search(body):
+        warnings.append("images removed: the chatbot shows text only")
+        body = MARKDOWN_IMAGE.sub("", body)
+    kept = []
+    for number, line in enumerate(body.split("\n"), start=1):
+        if any(p.search(line) for p in _instruction_patterns()):
+            warnings.append(
+                f"line {number} reads as an instruction to the chatbot, not patient information; "
+                "it was left out: rewrite it as information for patients"
+            )
+        else:
+            kept.append(line)
+    return "\n".join(kept), warnings
 
 
 def _is_date(value: str) -> bool:

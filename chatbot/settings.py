@@ -75,6 +75,7 @@ class Settings:
     top_k: int = 4
     relevance_floor: float = 0.25
     keep_versions: int = 3
+    store_timeout_s: float = 5.0
     llm: str = "none"
     llm_timeout_s: float = 20.0
     openai_base_url: str | None = None
@@ -115,6 +116,7 @@ class Settings:
             max_file_bytes=_int(env, "CHATBOT_MAX_FILE_BYTES", cls.max_file_bytes, 1),
             top_k=_int(env, "CHATBOT_TOP_K", cls.top_k, 1),
             relevance_floor=_float(env, "CHATBOT_RELEVANCE_FLOOR", cls.relevance_floor),
+            store_timeout_s=_float(env, "CHATBOT_STORE_TIMEOUT", cls.store_timeout_s),
             llm=llm,
             llm_timeout_s=_float(env, "CHATBOT_LLM_TIMEOUT", cls.llm_timeout_s),
             openai_base_url=env.get("OPENAI_BASE_URL") or None,

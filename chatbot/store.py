@@ -36,7 +36,11 @@ from chromadb.config import Settings as ChromaSettings
 from chatbot.settings import Settings
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-CHROMA_SETTINGS = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+
+def chroma_settings() -> ChromaSettings:
+    """A fresh settings object per client: chromadb.HttpClient changes the one it is given."""
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
 class StoreError(RuntimeError):
@@ -160,9 +164,9 @@ class VersionStore:
     def _client(self, version: str | None = None):
         if self.settings.chroma_host:
             return chromadb.HttpClient(
-                host=self.settings.chroma_host, port=self.settings.chroma_port, settings=CHROMA_SETTINGS
+                host=self.settings.chroma_host, port=self.settings.chroma_port, settings=chroma_settings()
             )
-        return chromadb.PersistentClient(path=str(self.path(version) / "chroma"), settings=CHROMA_SETTINGS)
+        return chromadb.PersistentClient(path=str(self.path(version) / "chroma"), settings=chroma_settings())
 
     def _collection_name(self, version: str) -> str:
         """Embedded: each version has its own directory, so one name. Server: one collection per version."""
