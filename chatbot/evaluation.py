@@ -83,12 +83,13 @@ class Report:
 
     def table(self) -> str:
         b = self.baseline
+        p = self.project
         lines = [
             "| metric | project | baseline |",
             "| --- | --- | --- |",
-            f"| retrieval hit@1 | {self.project.hit1:.3f} | {b.hit1:.3f} |" if b else "",
-            f"| retrieval hit@3 | {self.project.hit3:.3f} | {b.hit3:.3f} |" if b else "",
-            f"| retrieval MRR | {self.project.mrr:.3f} | {b.mrr:.3f} |" if b else "",
+            f"| retrieval hit@1 | {p.hit1:.3f} | {f'{b.hit1:.3f}' if b else '-'} |",
+            f"| retrieval hit@3 | {p.hit3:.3f} | {f'{b.hit3:.3f}' if b else '-'} |",
+            f"| retrieval MRR | {p.mrr:.3f} | {f'{b.mrr:.3f}' if b else '-'} |",
             f"| fact recall of answers | {self.fact_recall:.3f} | |",
             f"| deferral rate (medical answers) | {self.deferral_rate:.3f} | |",
             f"| escalation accuracy (red flags, crisis) | {self.escalation_accuracy:.3f} | |",
@@ -99,7 +100,7 @@ class Report:
             f"| latency p50 / p95 (ms) | {self.p50_ms:.1f} / {self.p95_ms:.1f} | |",
             f"| cases | {self.cases} | |",
         ]
-        return "\n".join(line for line in lines if line)
+        return "\n".join(lines)
 
 
 def percentile(values: list[float], q: float) -> float:

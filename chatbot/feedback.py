@@ -34,7 +34,9 @@ NAME_CUE = re.compile(
     r"([A-Za-z][A-Za-z.'-]*)((?:\s+[A-Za-z][A-Za-z.'-]*)?)",
     re.I,
 )
-HINGLISH_NAME = re.compile(r"\b(main|mai|mein)\s+([A-Za-z][A-Za-z.'-]*)((?:\s+[A-Za-z][A-Za-z.'-]*)?)(?=\s+(?:hoon|hu|hun|hoo)\b)", re.I)
+HINGLISH_NAME = re.compile(
+    r"\b(main|mai|mein)\s+([A-Za-z][A-Za-z.'-]*)((?:\s+[A-Za-z][A-Za-z.'-]*)?)(?=\s+(?:hoon|hu|hun|hoo)\b)", re.I
+)
 STRONG_CUES = ("my name", "name", "mera", "call me", "main", "mai", "mein")
 NOT_NAMES = frozenset(
     """a an the not so very too just also still really here there back now new sure ok okay fine good well
@@ -145,11 +147,21 @@ class FeedbackLog:
             "best_score, top_page, top_section, sources, why, latency_ms, index_version) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                time.time(), session[:16], redact(answer.question), answer.mode,
-                answer.triage.category if answer.triage else "", int(answer.flags.escalated),
-                int(answer.flags.out_of_scope), int(answer.flags.refused), best.fused if best else None,
-                best.metadata.get("source", "") if best else "", best.section if best else "", sources,
-                redact(answer.why), answer.latency_ms, answer.index_version or "",
+                time.time(),
+                session[:16],
+                redact(answer.question),
+                answer.mode,
+                answer.triage.category if answer.triage else "",
+                int(answer.flags.escalated),
+                int(answer.flags.out_of_scope),
+                int(answer.flags.refused),
+                best.fused if best else None,
+                best.metadata.get("source", "") if best else "",
+                best.section if best else "",
+                sources,
+                redact(answer.why),
+                answer.latency_ms,
+                answer.index_version or "",
             ),
         )
 
@@ -160,7 +172,9 @@ class FeedbackLog:
         )
 
     def set_comment(self, feedback_id: int, comment: str) -> bool:
-        done = self._write("UPDATE feedback SET comment = ? WHERE id = ?", (redact(comment.strip())[:1000], feedback_id))
+        done = self._write(
+            "UPDATE feedback SET comment = ? WHERE id = ?", (redact(comment.strip())[:1000], feedback_id)
+        )
         return done is not None
 
     def add_callback(self, name: str, contact: str, summary: str, consent: bool) -> int | None:
@@ -226,27 +240,33 @@ GENERIC = frozenset(tokens("smp scalp micropigmentation procedure treatment afte
 
 def keywords(question: str, n: int = 2) -> str:
     """The question's main words, stemmed and sorted: 'Can I colour my hair after SMP?' -> 'colour hair'."""
-    found = [t for t in tokens(question.replace("[name]", "").replace("[phone]", "").replace("[email]", ""))
-             if t not in GENERIC and len(t) > 2]
+    found = [
+        t
+        for t in tokens(question.replace("[name]", "").replace("[phone]", "").replace("[email]", ""))
+        if t not in GENERIC and len(t) > 2
+    ]
     return " ".join(sorted(dict.fromkeys(found[: n + 1]))[:n]) or "(no keywords)"
 
 
 def group_unanswered(rows: list[dict]) -> list[dict]:
-    """Group unanswered questions by their nearest page and main words, biggest gap first."""
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    """Group unanswered questions by their main words (stemmed), biggest gap first, with the nearest pages."""
+    groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row.get("top_page") or "(no page)", keywords(row.get("question") or ""))].append(row)
+        groups[keywords(row.get("question") or "")].append(row)
     result = []
-    for (page, words_), members in groups.items():
+    for words_, members in groups.items():
         reasons = Counter(reason(r) for r in members)
-        result.append({
-            "count": len(members),
-            "nearest page": page,
-            "keywords": words_,
-            "why": ", ".join(f"{k} x{v}" for k, v in reasons.most_common()),
-            "examples": " | ".join(dict.fromkeys(r["question"] for r in members[:3])),
-        })
-    return sorted(result, key=lambda g: (-g["count"], g["nearest page"], g["keywords"]))
+        pages = Counter(r.get("top_page") or "(none)" for r in members)
+        result.append(
+            {
+                "count": len(members),
+                "keywords": words_,
+                "nearest page": ", ".join(p for p, _ in pages.most_common(2)),
+                "why": ", ".join(f"{k} x{v}" for k, v in reasons.most_common()),
+                "examples": " | ".join(dict.fromkeys(r["question"] for r in members[:3])),
+            }
+        )
+    return sorted(result, key=lambda g: (-g["count"], g["keywords"]))
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:

@@ -2,7 +2,7 @@
 feedback and callback requests. No Gradio here, so all of it is testable without a browser.
 
 Rendering rule: every piece of patient or content text that reaches the page goes through
-`safe_markdown` or `html.escape`; the chat never shows raw HTML from an answer or a question.
+`safe_markdown` or `html.escape`; the chat never shows raw HTML from an answer, a source or a question.
 """
 
 from __future__ import annotations
@@ -59,20 +59,22 @@ def safe_markdown(text: str) -> str:
     return SCRIPT_LINK.sub("](#", escaped)
 
 
-def format_sources(answer: Answer, heading: str = "Sources", open_label: str = "show the text") -> str:
-    """Numbered citations (page and section), each expandable to the quoted text. Everything is escaped."""
-    if not answer.sources:
-        return ""
-    items = []
-    for source in answer.sources:
-        quote = "<br>".join(html.escape(line) for line in source.quote.strip().splitlines() if line.strip())
-        items.append(
-            f'<details class="source"><summary>{html.escape(source.label())} '
-            f'<span class="source-path">{html.escape(source.path)}</span> '
-            f'<span class="source-open">({html.escape(open_label)})</span></summary>'
-            f"<blockquote>{quote}</blockquote></details>"
-        )
-    return f'<div class="sources"><strong>{html.escape(heading)}</strong>{"".join(items)}</div>'
+def source_messages(answer: Answer, words: dict) -> list[dict]:
+    """Each source as a collapsed chat message: "[n] page - section" with the quoted text inside."""
+    return [
+        {
+            "role": "assistant",
+            "content": safe_markdown(source.quote.strip()),
+            "metadata": {
+                "title": safe_markdown(f"{words['sources_heading']} [{source.n}] {source.title} - {source.section}"),
+                "log": safe_markdown(
+                    f"{source.path}, last reviewed on {source.reviewed_on}" if source.reviewed_on else source.path
+                ),
+                "status": "done",
+            },
+        }
+        for source in answer.sources
+    ]
 
 
 def sources_text(answer: Answer) -> str:
@@ -83,8 +85,7 @@ def sources_text(answer: Answer) -> str:
 def urgent_banner(text: str, title: str) -> str:
     """The red banner shown above the chat when an answer escalates."""
     return (
-        f'<div class="urgent-banner" role="alert"><strong>{html.escape(title)}</strong>'
-        f"<p>{html.escape(text)}</p></div>"
+        f'<div class="urgent-banner" role="alert"><strong>{html.escape(title)}</strong><p>{html.escape(text)}</p></div>'
     )
 
 
@@ -155,14 +156,13 @@ def chat_reply(
     return Reply(answer.text, answer, question_id)
 
 
-def reply_markdown(reply: Reply, words: dict) -> str:
-    """The chat bubble for a reply: escaped answer, an urgent heading when escalated, then the sources."""
+def reply_messages(reply: Reply, words: dict) -> list[dict]:
+    """The chat messages for an answer: the escaped answer (with an urgent heading when escalated),
+    then one collapsed message per source."""
     body = safe_markdown(reply.text)
     if reply.escalated:
-        body = f"**🚨 {html.escape(words['urgent_title'])}**\n\n{body}"
-    if reply.answer and reply.answer.sources:
-        body += "\n\n" + format_sources(reply.answer, words["sources_heading"], words["source_open"])
-    return body
+        body = f"**🚨 {safe_markdown(words['urgent_title'])}**\n\n{body}"
+    return [{"role": "assistant", "content": body}] + (source_messages(reply.answer, words) if reply.answer else [])
 
 
 def stream_prefixes(text: str, words_per_step: int = 3):

@@ -47,14 +47,16 @@ def inspect_question(engine, question: str) -> tuple[str, str, list[list]]:
     triage = answer.triage
     flags = ", ".join(k for k, v in vars(answer.flags).items() if v) or "none"
     timings = " · ".join(f"{k} {v:.1f}" for k, v in answer.timings_ms.items())
-    decision = "\n".join([
-        f"**Triage:** {safe_markdown(triage.category if triage else '-')}"
-        f" {safe_markdown(triage.subtype if triage else '')} — {safe_markdown(triage.reason if triage else '')}",
-        f"\n**Answer path:** `{answer.mode}` — {safe_markdown(answer.why)}",
-        f"\n**Retrieval query:** {safe_markdown(answer.query or '-')} (index {answer.index_version or '-'})",
-        f"\n**Flags:** {flags}",
-        f"\n**Timings (ms):** {timings} · total {answer.latency_ms:.1f}",
-    ])
+    decision = "\n".join(
+        [
+            f"**Triage:** {safe_markdown(triage.category if triage else '-')}"
+            f" {safe_markdown(triage.subtype if triage else '')} — {safe_markdown(triage.reason if triage else '')}",
+            f"\n**Answer path:** `{answer.mode}` — {safe_markdown(answer.why)}",
+            f"\n**Retrieval query:** {safe_markdown(answer.query or '-')} (index {answer.index_version or '-'})",
+            f"\n**Flags:** {flags}",
+            f"\n**Timings (ms):** {timings} · total {answer.latency_ms:.1f}",
+        ]
+    )
     shown = safe_markdown(answer.text)
     if answer.sources:
         shown += "\n\n" + "\n".join(f"- {safe_markdown(s.label())} `{s.path}`" for s in answer.sources)
@@ -68,11 +70,23 @@ def inspect_question(engine, question: str) -> tuple[str, str, list[list]]:
 def run_evaluation(engine) -> tuple[str, list[list]]:
     report = evaluate(engine, baseline=False)
     rows = [
-        [r["id"], r["category"], r["rank"], r["mode"], ", ".join(k for k, v in r["flags"].items() if v),
-         r["latency_ms"], r["why"]]
+        [
+            r["id"],
+            r["category"],
+            r["rank"],
+            r["mode"],
+            ", ".join(k for k, v in r["flags"].items() if v),
+            r["latency_ms"],
+            r["why"],
+        ]
         for r in report.rows
     ]
-    return report.table(), rows
+    retrieval = report.project  # table() lists retrieval only beside a baseline, which is slow to build
+    summary = (
+        f"Retrieval: hit@1 {retrieval.hit1:.3f} · hit@3 {retrieval.hit3:.3f} · MRR {retrieval.mrr:.3f}\n\n"
+        + report.table()
+    )
+    return summary, rows
 
 
 def feedback_rows(log: FeedbackLog) -> list[list]:
@@ -86,7 +100,7 @@ def callback_rows(log: FeedbackLog) -> list[list]:
 def unanswered_rows(log: FeedbackLog) -> tuple[list[list], list[list]]:
     """(groups biggest first, the individual questions)."""
     rows = log.unanswered()
-    groups = [[g["count"], g["nearest page"], g["keywords"], g["why"], g["examples"]] for g in group_unanswered(rows)]
+    groups = [[g["count"], g["keywords"], g["nearest page"], g["why"], g["examples"]] for g in group_unanswered(rows)]
     singles = [[when(r["ts"]), reason(r), r["question"], r["top_page"], r["best_score"]] for r in rows]
     return groups, singles
 
@@ -150,10 +164,7 @@ def page_statuses(settings: Settings) -> list[list]:
             kept = " (the published version is still served)" if before else ""
             rows.append([rel, before["title"] if before else "", "invalid", str(exc.error) + kept])
             continue
-        if before is None:
-            status = "new"
-        else:
-            status = "indexed" if before["sha256"] == page.sha256 else "changed"
+        status = "new" if before is None else "indexed" if before["sha256"] == page.sha256 else "changed"
         rows.append([rel, page.title, status, note])
     for rel, before in sorted(published.items()):
         if rel not in on_disk:
@@ -223,8 +234,10 @@ def preview_chunks(settings: Settings, rel: str, text: str) -> tuple[str, list[l
     except InvalidContent as exc:
         return f"Cannot preview. {exc.error}", []
     docs = chunk_page(page, settings.chunk_chars)
-    rows = [[i, " > ".join([d.metadata["title"], d.metadata["section"]]), len(d.page_content), d.page_content]
-            for i, d in enumerate(docs, start=1)]
+    rows = [
+        [i, " > ".join([d.metadata["title"], d.metadata["section"]]), len(d.page_content), d.page_content]
+        for i, d in enumerate(docs, start=1)
+    ]
     return f"{len(docs)} chunk(s) from '{page.title}'", rows
 
 
@@ -301,17 +314,18 @@ def build_staff_app(engine, log: FeedbackLog, settings: Settings) -> gr.Blocks:
             answer = gr.Markdown(elem_id="staff-answer")
             chunks = gr.Dataframe(headers=CHUNK_HEADERS, label="Retrieved chunks", **table)
             ask.click(lambda q: inspect_question(engine, q), question, [decision, answer, chunks], api_name="inspect")
-            question.submit(lambda q: inspect_question(engine, q), question, [decision, answer, chunks],
-                            api_visibility="private")
+            question.submit(
+                lambda q: inspect_question(engine, q), question, [decision, answer, chunks], api_visibility="private"
+            )
         with gr.Tab("Evaluation"):
             run = gr.Button("Run the golden evaluation")
             report = gr.Markdown()
             cases = gr.Dataframe(headers=["id", "category", "rank", "mode", "flags", "ms", "why"], **table)
             run.click(lambda: run_evaluation(engine), None, [report, cases], api_name="evaluate")
         with gr.Tab("Unanswered"):
-            gr.Markdown("Declined, low-confidence and thumbs-down questions, grouped by nearest page and main words.")
+            gr.Markdown("Declined, low-confidence and thumbs-down questions, grouped by their main words.")
             refresh_gaps = gr.Button("Refresh")
-            groups = gr.Dataframe(headers=["count", "nearest page", "keywords", "why", "examples"], **table)
+            groups = gr.Dataframe(headers=["count", "keywords", "nearest pages", "why", "examples"], **table)
             singles = gr.Dataframe(headers=["when", "why", "question", "nearest page", "best score"], **table)
             refresh_gaps.click(lambda: unanswered_rows(log), None, [groups, singles], api_name="unanswered")
         with gr.Tab("Feedback"):
@@ -328,8 +342,11 @@ def build_staff_app(engine, log: FeedbackLog, settings: Settings) -> gr.Blocks:
             export = gr.Button("Export")
             download = gr.File(label="CSV", interactive=False)
             export.click(lambda w: str(export_csv(log, w, exports)), which, download, api_name="export")
-        for load_fn, target in ((lambda: unanswered_rows(log), [groups, singles]), (lambda: feedback_rows(log), ratings),
-                                (lambda: callback_rows(log), calls)):
+        for load_fn, target in (
+            (lambda: unanswered_rows(log), [groups, singles]),
+            (lambda: feedback_rows(log), ratings),
+            (lambda: callback_rows(log), calls),
+        ):
             demo.load(load_fn, None, target, api_visibility="private")
     return demo
 
@@ -355,17 +372,30 @@ def build_editor_app(engine, settings: Settings) -> gr.Blocks:
             status = gr.Markdown()
             chunk_count = gr.Markdown()
             chunk_rows = gr.Dataframe(headers=["#", "section", "chars", "text"], **table)
-            pick.change(lambda rel: read_page(settings, rel) if rel in page_choices(settings) else "", pick, text,
-                        api_visibility="private")
+            pick.change(
+                lambda rel: read_page(settings, rel) if rel in page_choices(settings) else "",
+                pick,
+                text,
+                api_visibility="private",
+            )
+
             def on_save(rel: str, page_text: str) -> tuple[str, dict]:
                 message = save_page(settings, rel, (page_text or "").encode("utf-8"))
                 return safe_markdown(message), gr.update(choices=page_choices(settings))
 
             save.click(on_save, [pick, text], [status, pick], api_name="save_page")
-            preview.click(lambda rel, t: preview_chunks(settings, rel, t), [pick, text], [chunk_count, chunk_rows],
-                          api_name="preview")
-            delete.click(lambda rel, ok: safe_markdown(delete_page(settings, rel, ok)), [pick, confirm], status,
-                         api_name="delete_page")
+            preview.click(
+                lambda rel, t: preview_chunks(settings, rel, t),
+                [pick, text],
+                [chunk_count, chunk_rows],
+                api_name="preview",
+            )
+
+            def on_delete(rel: str, confirmed: bool) -> tuple[str, dict, bool]:
+                message = delete_page(settings, rel, confirmed)
+                return safe_markdown(message), gr.update(choices=page_choices(settings)), False
+
+            delete.click(on_delete, [pick, confirm], [status, pick, confirm], api_name="delete_page")
         with gr.Tab("Upload"):
             gr.Markdown(f"A .md, .html or .txt page, at most {settings.max_upload_bytes:,} bytes.")
             upload = gr.File(label="Page file", file_types=list(UPLOAD_TYPES), type="filepath")
@@ -384,4 +414,3 @@ def build_editor_app(engine, settings: Settings) -> gr.Blocks:
             go.click(run_reindex, None, result, api_name="reindex", concurrency_limit=1)
         demo.load(lambda: page_statuses(settings), None, pages, api_visibility="private")
     return demo
-

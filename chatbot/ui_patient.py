@@ -17,7 +17,7 @@ from chatbot.ui import (
     chat_reply,
     conversation_summary,
     record_feedback,
-    reply_markdown,
+    reply_messages,
     request_callback,
     safe_markdown,
     sources_text,
@@ -32,7 +32,8 @@ CSS = """
 .gradio-container { max-width: 860px !important; margin: 0 auto; }
 #clinic-header h1 { font-size: 1.35rem; margin: 0 0 .25rem 0; }
 #clinic-header p { margin: .2rem 0; }
-.urgent-banner { background: #b00020; color: #fff; border-radius: 8px; padding: .75rem 1rem; border: 3px solid #600010; }
+.urgent-banner { background: #b00020; color: #fff; border-radius: 8px; padding: .75rem 1rem;
+                 border: 3px solid #600010; }
 .urgent-banner strong { font-size: 1.15rem; display: block; margin-bottom: .25rem; }
 .urgent-banner p { margin: 0; color: #fff; }
 #disclaimer { background: #fff8e1; border-left: 4px solid #f0a500; padding: .4rem .75rem; border-radius: 4px; }
@@ -54,7 +55,7 @@ def new_state() -> dict:
     return {"history": [], "qids": {}, "sources": [], "escalated": False, "feedback_id": None}
 
 
-def header_html(settings: Settings, words: dict) -> str:
+def header_html(words: dict) -> str:
     return (
         f'<div id="clinic-header"><h1>{html.escape(words["title"])}</h1>'
         f"<p>{html.escape(words['intro'])}</p>"
@@ -104,26 +105,23 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
             yield keep, messages, state, banner
             return
         messages = messages + [{"role": "user", "content": safe_markdown(message.strip())}]
-        final = reply_markdown(reply, words)
+        final = reply_messages(reply, words)
         if reply.escalated:
             banner = gr.update(value=urgent_banner(reply.text, words["urgent_title"]), visible=True)
         else:
-            messages.append({"role": "assistant", "content": ""})
-            for partial in stream_prefixes(safe_markdown(reply.text)):
-                messages[-1] = {"role": "assistant", "content": partial}
-                yield "", messages, state, banner
+            busy = gr.update(value="", interactive=False)  # no second question while this answer is shown
+            for partial in stream_prefixes(final[0]["content"]):
+                yield busy, messages + [{"role": "assistant", "content": partial}], state, banner
                 time.sleep(STREAM_STEP_S)
-            messages.pop()
-        messages.append({"role": "assistant", "content": final})
-        remember(state, reply, len(messages) - 1)
-        yield "", messages, state, banner
+        remember(state, reply, range(len(messages), len(messages) + len(final)))
+        yield gr.update(value="", interactive=True), messages + final, state, banner
 
-    def remember(state: dict, reply: Reply, index: int) -> None:
+    def remember(state: dict, reply: Reply, indexes: range) -> None:
         state["history"] = (state["history"] + [(reply.answer.question, reply.text)])[-10:]
         state["sources"] += [s.title for s in reply.answer.sources]
         state["escalated"] = state["escalated"] or reply.escalated
         if reply.question_id is not None:
-            state["qids"][index] = reply.question_id
+            state["qids"].update(dict.fromkeys(indexes, reply.question_id))
 
     def on_like(state: dict, data: gr.LikeData):
         if not isinstance(data.liked, bool):
@@ -166,7 +164,7 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
         return words["feedback_thanks"] if saved else words["callback_failed"]
 
     with gr.Blocks(title=words["title"], analytics_enabled=False, fill_width=False) as demo:
-        gr.HTML(header_html(settings, words), js_on_load=None)
+        gr.HTML(header_html(words), js_on_load=None)
         banner = gr.HTML("", visible=False, elem_id="urgent", js_on_load=None)
         state = gr.State(new_state())
         chatbot = gr.Chatbot(
