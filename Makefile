@@ -4,13 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: run test lint eval bench browser clean
+.PHONY: install run test lint eval bench browser clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the pinned requirements
 
 run: $(STAMP)  ## set up, build the index if needed, start the app on 127.0.0.1:7860
 	$(BIN)/python ingest.py --skip-invalid

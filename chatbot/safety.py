@@ -62,6 +62,11 @@ class Rule:
     regex: re.Pattern[str]
     strong: bool = False  # emergency only: fires unless the message is a general, informational question
     unless: re.Pattern[str] | None = None  # the rule does not fire when this also matches
+    needs: re.Pattern[str] | None = None  # speed only: the rule is tried only when this matches too
+
+    @property
+    def case_sensitive(self) -> bool:
+        return "(?-i:" in self.regex.pattern
 
 
 # ---------------------------------------------------------------- text clean-up
@@ -144,17 +149,11 @@ class Speller:
 
 def _expand(pattern: str, groups: dict[str, str]) -> str:
     """Replace @name with the named word group (groups may use other groups)."""
-    for _ in range(5):
-        if "@" not in pattern:
-            break
-
-        def group(m: re.Match[str]) -> str:
-            if m.group(1) not in groups:
-                raise ValueError(f"triage.yaml: unknown word group @{m.group(1)} in pattern {pattern!r}")
-            return f"(?:{groups[m.group(1)]})"
-
-        pattern = _GROUP.sub(group, pattern)
-    return pattern
+    unknown = [name for name in _GROUP.findall(pattern) if name not in groups]
+    if unknown:
+        raise ValueError(f"triage.yaml: unknown word group @{unknown[0]} in pattern {pattern!r}")
+    expanded = _GROUP.sub(lambda m: f"(?:{groups[m.group(1)]})", pattern)
+    return expanded if expanded == pattern else _expand(expanded, groups)
 
 
 def _compile(pattern: str, groups: dict[str, str]) -> re.Pattern[str]:
@@ -174,6 +173,7 @@ def _rules(section: dict[str, Any], category: str, groups: dict[str, str]) -> li
             regex=_compile(item["pattern"], groups),
             strong=bool(item.get("strong", False)),
             unless=_compile(item["unless"], groups) if item.get("unless") else None,
+            needs=_compile(item["needs"], groups) if item.get("needs") else None,
         )
         for item in section["rules"]
     ]
@@ -225,7 +225,8 @@ class Triager:
             if vectors.shape[0] != len(texts):
                 raise ValueError(f"embed returned {vectors.shape[0]} vectors for {len(texts)} exemplar sentences")
             self.exemplars = vectors
-        self.label_category = np.array([c for c, _ in self.labels])
+        categories = np.array([c for c, _ in self.labels])
+        self.masks = {c: categories == c for c in SEMANTIC_CATEGORIES if (categories == c).any()}
 
     # -- public
 
@@ -251,7 +252,7 @@ class Triager:
         checks = (
             lambda: self._emergency(clean),
             lambda: self._first(self.rules["crisis"], [clean]),
-            lambda: self._first(self.rules["injection"], [clean, unleet(clean), " ".join(revealed.split())]),
+            lambda: self._first(self.rules["injection"], list(dict.fromkeys([clean, unleet(clean)])), revealed),
             lambda: self._first(self.rules["medical_advice"], [clean]),
             lambda: self._offtopic(clean),
             lambda: self._small_talk(clean),
@@ -262,9 +263,17 @@ class Triager:
                 return found
         return Triage("question", reason="no safety rule matched")
 
-    def _first(self, rules: list[Rule], texts: list[str]) -> Triage | None:
+    def _first(self, rules: list[Rule], texts: list[str], original: str = "") -> Triage | None:
+        """The first rule that matches one of `texts` (or, for case-sensitive rules, the original text)."""
+        needed: dict[str, bool] = {}
         for rule in rules:
-            for text in texts:
+            for text in [original] if rule.case_sensitive else texts:
+                if rule.needs is not None:
+                    key = rule.needs.pattern + "\0" + text
+                    if key not in needed:
+                        needed[key] = rule.needs.search(text) is not None
+                    if not needed[key]:
+                        continue
                 match = rule.regex.search(text)
                 if match and not (rule.unless and rule.unless.search(text)):
                     return Triage(rule.category, rule.subtype, _reason(rule, match))
@@ -319,8 +328,8 @@ class Triager:
                 break
             if result.category in ("greeting", "thanks") and category in ("medical_advice", "offtopic"):
                 break
-            mine = self.label_category == category
-            if not mine.any():
+            mine = self.masks.get(category)
+            if mine is None:
                 continue
             best = int(np.flatnonzero(mine)[np.argmax(scores[mine])])
             score = float(scores[best])
@@ -331,8 +340,8 @@ class Triager:
                 continue
             if category == "offtopic" and self.domain.search(clean):
                 continue
-            subtype = self.labels[best][1]
-            return Triage(category, subtype, f"{category}: meaning close to a reviewed example (similarity {score:.2f})")
+            reason = f"{category}: meaning close to a reviewed example (similarity {score:.2f})"
+            return Triage(category, self.labels[best][1], reason)
         return result
 
 
