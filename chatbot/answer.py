@@ -140,14 +140,13 @@ class Engine:
 
     def _retrieve(self, query: str, vec) -> tuple[Index, list[Hit]]:
         """Embedded Chroma answers in-process; a Chroma server gets a time limit (its client has none)."""
-        if not self.settings.chroma_host:
-            index = self.index.get()
-            return index, retrieve(index, query, vec, self.settings.top_k)
 
         def work() -> tuple[Index, list[Hit]]:
             index = self.index.get()
             return index, retrieve(index, query, vec, self.settings.top_k)
 
+        if not self.settings.chroma_host:
+            return work()
         return _STORE_POOL.submit(work).result(timeout=self.settings.store_timeout_s)
 
     def _triage_answer(self, question: str, verdict: Triage, clock: _Clock) -> Answer:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +54,39 @@ def engine(built, embedder):
     from chatbot.answer import Engine
 
     return Engine(built, embedder)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_chroma(data_dir: Path, port: int) -> subprocess.Popen:
+    """A real `chroma run` server on loopback; returns once it accepts connections."""
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    assert chroma, "the chromadb package's 'chroma' command is missing"
+    proc = subprocess.Popen(
+        [chroma, "run", "--path", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            assert time.time() < deadline and proc.poll() is None, "chroma server did not start"
+            time.sleep(0.2)
+
+
+def spawn_ingest(content_dir: Path, store_dir: Path) -> subprocess.Popen:
+    """`python ingest.py` in its own process, as an editor would run it."""
+    return subprocess.Popen(
+        [sys.executable, "ingest.py", str(content_dir), "--store", str(store_dir)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )

@@ -8,33 +8,15 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from chatbot.answer import Engine
 from chatbot.indexing import ingest
 from chatbot.store import VersionStore
-from tests.conftest import settings_for
+from tests.conftest import free_port, settings_for, start_chroma
 
 QUESTION = "How long should I avoid washing my scalp?"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.time() + seconds
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert time.time() < deadline and proc.poll() is None, "chroma server did not start"
-            time.sleep(0.2)
 
 
 def _assert_unavailable(answer) -> None:
@@ -75,18 +57,11 @@ def test_damaged_store_answers_unavailable_and_says_how_to_rebuild(own_store, em
 
 @pytest.mark.slow
 def test_chroma_server_down_then_back(content_copy, tmp_path, embedder):
-    port = _free_port()
+    port = free_port()
     data = tmp_path / "server-data"
-    chroma = str(Path(shutil.which("chroma", path=str(Path(__import__("sys").executable).parent)) or "chroma"))
 
     def start() -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [chroma, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_for_port(port, proc)
-        return proc
+        return start_chroma(data, port)
 
     server = start()
     try:

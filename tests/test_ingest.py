@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +16,7 @@ from chatbot.indexing import IngestRefused, ingest, read_chunks
 from chatbot.retrieval import Index, LiveIndex, retrieve
 from chatbot.settings import ROOT
 from chatbot.store import VersionStore
-from tests.conftest import settings_for
+from tests.conftest import free_port, settings_for, spawn_ingest, start_chroma
 
 PY = sys.executable
 
@@ -188,13 +185,7 @@ def test_sigkill_mid_ingest_leaves_live_index_whole_and_next_run_completes(conte
     settings = settings_for(content_copy, tmp_path / "store")
     good = run_ingest(settings, embedder)
     write_corpus(content_copy / "bulk", 250)
-    proc = subprocess.Popen(
-        [PY, "ingest.py", str(content_copy), "--store", str(settings.store_dir)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    proc = spawn_ingest(content_copy, settings.store_dir)
     building = settings.store_dir / "versions" / "v000002" / "chroma"
     deadline = time.time() + 120
     while not building.exists() and time.time() < deadline:
@@ -219,13 +210,7 @@ def test_queries_keep_working_while_an_ingest_runs_in_another_process(content_co
     first = run_ingest(settings, embedder)
     write_corpus(content_copy / "bulk", 60)
     live = LiveIndex(settings)
-    proc = subprocess.Popen(
-        [PY, "ingest.py", str(content_copy), "--store", str(settings.store_dir)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    proc = spawn_ingest(content_copy, settings.store_dir)
     vec = embedder.query_vector("how long should I avoid washing my scalp")
     answered = 0
     while proc.poll() is None:
@@ -239,32 +224,12 @@ def test_queries_keep_working_while_an_ingest_runs_in_another_process(content_co
     assert live.get().version != first.version and retrieve(live.get(), "washing", vec, 3)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_server_mode_against_a_real_chroma_run(content_copy, tmp_path, embedder):
-    chroma = shutil.which("chroma", path=str(Path(PY).parent)) or shutil.which("chroma")
-    assert chroma, "the chromadb package's 'chroma' command is missing"
-    port = _free_port()
-    server = subprocess.Popen(
-        [chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port = free_port()
+    server = start_chroma(tmp_path / "server-data", port)
     try:
         settings = settings_for(content_copy, tmp_path / "store", chroma_host="127.0.0.1", chroma_port=port)
-        deadline = time.time() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, "chroma server did not start"
-                time.sleep(0.2)
         first = run_ingest(settings, embedder)
         assert not (settings.store_dir / "versions" / first.version / "chroma").exists()  # vectors live on the server
         (content_copy / "cost.md").unlink()
