@@ -88,12 +88,18 @@ class Engine:
     """Everything a question needs, loaded once: the model, the index, the triage rules, the optional LLM."""
 
     def __init__(
-        self, settings: Settings, embedder: Embedder, chat_model: BaseChatModel | None = None, pointer: str = "live"
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        chat_model: BaseChatModel | None = None,
+        pointer: str = "live",
+        triager: Triager | None = None,
     ):
+        """`triager`: share one between engines (it embeds its example sentences when built)."""
         self.settings = settings
         self.embedder = embedder
         self.index = LiveIndex(settings, pointer)
-        self.triager = Triager(embedder.encode)
+        self.triager = triager or Triager(embedder.encode)
         self.chat_model = chat_model
         self.deferral = render("deferral", settings)
         self.system = llm.system_prompt(settings.clinic_name, self.deferral)

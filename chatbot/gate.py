@@ -69,10 +69,11 @@ def run_gate(settings: Settings, embedder: Embedder, cases: list[dict] | None = 
     if store.pointer("staging") is None:
         return GateReport(False, ["nothing is staged; run 'python ingest.py' first"])
     cases = cases if cases is not None else load_golden()
-    staging = evaluate(Engine(settings, embedder, pointer="staging"), cases, baseline=False)
-    live = (
-        evaluate(Engine(settings, embedder, pointer="live"), cases, baseline=False) if store.pointer("live") else None
-    )
+    staging_engine = Engine(settings, embedder, pointer="staging")
+    staging = evaluate(staging_engine, cases, baseline=False)
+    live = None
+    if store.pointer("live"):
+        live = evaluate(Engine(settings, embedder, triager=staging_engine.triager), cases, baseline=False)
     reasons = check(staging, live)
     return GateReport(not reasons, reasons, staging, live)
 

@@ -105,7 +105,7 @@ def test_follow_ups_are_understood_in_context(engine, previous, follow_up, expec
 
 
 def llm_engine(engine: Engine, model, timeout: float = 2.0) -> Engine:
-    clone = Engine(engine.settings.with_(llm_timeout_s=timeout), engine.embedder, model)
+    clone = Engine(engine.settings.with_(llm_timeout_s=timeout), engine.embedder, model, triager=engine.triager)
     clone.index = engine.index
     return clone
 
