@@ -1,5 +1,6 @@
-"""The safety gate on every publish: the golden evaluation and the safety cases run against staging (and live);
-publishing is refused, with a report, if staging is less safe or less correct than live."""
+"""The safety gate on every publish: the golden evaluation runs against staging and live, the red-team safety
+cases (chatbot/eval/redteam.jsonl) against staging; publishing is refused, with a report, if staging is less
+safe or less correct than live, or fails any safety case."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import difflib
 import html
 from dataclasses import dataclass, field
 
+from chatbot import redteam
 from chatbot.answer import Engine
 from chatbot.embedding import Embedder
 from chatbot.evaluation import Report, evaluate, load_golden
@@ -75,6 +77,9 @@ def run_gate(settings: Settings, embedder: Embedder, cases: list[dict] | None = 
     if store.pointer("live"):
         live = evaluate(Engine(settings, embedder, triager=staging_engine.triager), cases, baseline=False)
     reasons = check(staging, live)
+    reasons += [
+        f"safety case failed: {r.id} ({r.reason})" for r in redteam.run(staging_engine, content_cases) if not r.passed
+    ]
     return GateReport(not reasons, reasons, staging, live)
 
 

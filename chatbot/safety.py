@@ -5,7 +5,8 @@ Two signals, both driven by clinician-reviewable data in prompts/triage.yaml:
    zero-width characters removed, repeated letters shortened, misspelt key words corrected), then regular
    expressions are tried per category in priority order:
    emergency > crisis > injection > medical_advice > offtopic > greeting/thanks > question.
-   Base64-looking tokens are decoded and triaged too.
+   Base64-looking tokens are decoded and triaged too; Cyrillic/Greek look-alike letters are mapped to Latin and
+   Devanagari to Hinglish spelling; a message that asks for decoding is also read reversed and in ROT13.
 2. Meaning (optional): when the caller passes the message's normalised embedding, its cosine similarity to
    per-category example sentences can raise the category (never lower it) to catch paraphrases.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import difflib
 import re
 import unicodedata
@@ -45,6 +47,25 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _LEET = str.maketrans("013457@$", "oieastas")
 _MIXED = re.compile(r"\b(?=\w*[a-z])(?=\w*[0-9@$])[a-z0-9@$]+\b")
 _GROUP = re.compile(r"@(\w+)")
+# Cyrillic and Greek letters that look like Latin ones ('іgnore аll'): mapped to Latin before matching.
+_CONFUSABLES = str.maketrans(
+    "аеорсухіјѕԁһӏкмнтвАВЕКМНОРСТХІЈЅαβεικνορτυχΑΒΕΗΙΚΜΝΟΡΤΥΧΖ",
+    "aeopcyxijsdhlkmhtbABEKMHOPCTXIJSabeikvoptuxABEHIKMNOPTYXZ",
+)
+# Devanagari -> rough Hinglish spelling, so the Hinglish rules also read Hindi script ('मर जाऊं' -> 'mar jaun').
+_DEVA_CONSONANTS = dict(
+    zip(
+        "कखगघङचछजझञटठडढणतथदधनपफबभमयरलवशषसह",
+        "k kh g gh n ch chh j jh n t th d dh n t th d dh n p ph b bh m y r l v sh sh s h".split(),
+        strict=True,
+    )
+)
+_DEVA_NUKTA = {"ज": "z", "फ": "f", "ड": "r", "ढ": "rh", "क": "q", "ख": "kh", "ग": "g"}
+_DEVA_VOWELS = dict(zip("अआइईउऊऋएऐओऔऑ", "a a i i u u ri e ai o au o".split(), strict=True))
+_DEVA_SIGNS = dict(zip("ािीुूृेैोौॉॅ", "a i i u u ri e ai o au o e".split(), strict=True))
+_DEVA_OTHER = {"ं": "n", "ँ": "n", "ः": "h", "।": ".", "॥": "."}
+_DEVA_WORD = re.compile(r"[\u0900-\u097f]+")
+_BACKWARDS = re.compile(r"\b(?:backwards?|reversed?|rot ?-?13|decode|decipher|decrypt|cipher|caesar)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -72,10 +93,47 @@ class Rule:
 # ---------------------------------------------------------------- text clean-up
 
 
+def _deva_word(word: str) -> str:
+    """One Devanagari word in Latin letters, dropping the silent inherent 'a' (schwa) the way Hinglish does."""
+    syllables: list[list[str]] = []  # [consonant, vowel]; vowel "" = virama, None = inherent 'a'
+    for ch in word:
+        if ch in _DEVA_CONSONANTS:
+            syllables.append([_DEVA_CONSONANTS[ch], None])
+        elif ch == "\u093c" and syllables and syllables[-1][1] is None:  # nukta
+            base = next((k for k, v in _DEVA_CONSONANTS.items() if v == syllables[-1][0]), "")
+            syllables[-1][0] = _DEVA_NUKTA.get(base, syllables[-1][0])
+        elif ch == "\u094d" and syllables:  # virama
+            syllables[-1][1] = ""
+        elif ch in _DEVA_SIGNS and syllables:
+            syllables[-1][1] = _DEVA_SIGNS[ch]
+        elif ch in _DEVA_VOWELS:
+            syllables.append(["", _DEVA_VOWELS[ch]])
+        elif ch in _DEVA_OTHER and syllables:
+            syllables[-1][1] = (syllables[-1][1] if syllables[-1][1] is not None else "a") + _DEVA_OTHER[ch]
+        else:
+            syllables.append(["", _DEVA_OTHER.get(ch, "")])
+    out = []
+    for i, (consonant, vowel) in enumerate(syllables):
+        if vowel is None:
+            last = i == len(syllables) - 1
+            nxt = syllables[i + 1] if not last else None
+            medial = i > 0 and out and out[-1][-1:] in "aeiou" and nxt is not None and nxt[0] and bool(nxt[1])
+            vowel = "" if (last and i > 0) or medial else "a"
+        out.append(consonant + vowel)
+    return "".join(out)
+
+
+def to_latin(text: str) -> str:
+    """Look-alike Cyrillic/Greek letters to Latin, Devanagari to Hinglish spelling."""
+    text = text.translate(_CONFUSABLES)
+    return _DEVA_WORD.sub(lambda m: _deva_word(m.group()), text) if _DEVA_WORD.search(text) else text
+
+
 def reveal_hidden(text: str) -> str:
-    """Unicode-normalise, drop zero-width/format characters and unwrap HTML/Markdown comments (keep their text)."""
+    """Unicode-normalise, drop zero-width/format characters, map look-alike and Devanagari letters to Latin,
+    and unwrap HTML/Markdown comments (keep their text)."""
     text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    text = to_latin("".join(ch for ch in text if unicodedata.category(ch) != "Cf"))
     for pattern in _COMMENTS:
         text = pattern.sub(lambda m: f" {m.group(1)} ", text)
     return text
@@ -207,6 +265,7 @@ class Triager:
         self.rules = {c: _rules(data[c], c, groups) for c in ("emergency", "crisis", "injection", "medical_advice")}
         self.offtopic_rules = _rules(data["offtopic"], "offtopic", groups)
         self.domain = _compile(data["offtopic"]["domain"], groups)
+        self.core_domain = _compile(data["offtopic"]["core_domain"], groups)
         self.greeting = _compile(data["greeting"], groups)
         self.thanks = _compile(data["thanks"], groups)
         self.filler = _compile(data["filler"], groups)
@@ -239,12 +298,22 @@ class Triager:
             found = self._by_rules(self.normalise(hidden), hidden)
             if found.category in RANK and RANK[found.category] < RANK.get(result.category, 9):
                 result = Triage(found.category, found.subtype, f"in Base64 text: {found.reason}")
+        if RANK.get(result.category, 9) > RANK["injection"]:
+            for label, variant in self._rewritten(revealed):
+                found = self._first(self.rules["injection"], list(dict.fromkeys([variant, unleet(variant)])), variant)
+                if found is not None:
+                    result = Triage(found.category, found.subtype, f"in {label} text: {found.reason}")
+                    break
         if query_vec is not None and self.exemplars is not None:
             result = self._with_meaning(clean, result, query_vec)
         return result
 
     def normalise(self, text: str) -> str:
         return self.speller.correct(fold(text))
+
+    def on_topic(self, text: str) -> bool:
+        """True when the message has a hair/scalp/skin/SMP/clinic/procedure word (triage.yaml offtopic.domain)."""
+        return self.domain.search(self.normalise(reveal_hidden(text or ""))) is not None
 
     # -- rules
 
@@ -293,9 +362,12 @@ class Triager:
         return None
 
     def _offtopic(self, clean: str) -> Triage | None:
-        if self.domain.search(clean):
+        """Off-topic rules, unless a domain word appears; `strong` rules yield only to a core domain word
+        ('best treatment for a toothache' is off-topic although 'treatment' is a domain word)."""
+        if self.core_domain.search(clean):
             return None
-        return self._first(self.offtopic_rules, [clean])
+        weak_domain = self.domain.search(clean) is not None
+        return self._first([r for r in self.offtopic_rules if r.strong or not weak_domain], [clean])
 
     def _small_talk(self, clean: str) -> Triage | None:
         greets, thanks = self.greeting.search(clean), self.thanks.search(clean)
@@ -307,6 +379,13 @@ class Triager:
         match = thanks or greets
         category = "thanks" if thanks else "greeting"
         return Triage(category, reason=f"{category}: only greeting/thanks words (matched '{match.group(0)}')")
+
+    @staticmethod
+    def _rewritten(revealed: str) -> list[tuple[str, str]]:
+        """The message read backwards and in ROT13, when it asks for decoding: instructions hidden that way."""
+        if not _BACKWARDS.search(revealed):
+            return []
+        return [("reversed", fold(revealed[::-1])), ("ROT13", fold(codecs.decode(revealed, "rot13")))]
 
     def _hidden_payloads(self, revealed: str, depth: int = 2) -> list[str]:
         found = []

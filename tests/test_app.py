@@ -307,9 +307,13 @@ def test_editor_console_validates_uploads_and_reindexes_while_patients_are_answe
     finally:
         stop.set()
         asker.join(30)
-    assert result.startswith("Re-indexed") and "added: parking.md" in result
+    assert result.startswith("Re-indexed into staging") and "added: parking.md" in result
+    assert "Patients still see live version" in result
     assert answered and not failures
-    assert "basement, level B2" in client(running).predict("where can I park at the clinic?", api_name="/chat")
+    # staged, not published: patients do not see it yet; staff see it when they chat against staging
+    assert "basement, level B2" not in client(running).predict("where can I park at the clinic?", api_name="/chat")
+    staff = client(running, "/staff/", auth=("ana", STAFF["ana"][0]))
+    assert "basement, level B2" in staff.predict("where can I park at the clinic?", api_name="/chat_staging")[1]
     assert {row[0]: row[2] for row in editor.predict(api_name="/pages")["data"]}["parking.md"] == "indexed"
 
 
