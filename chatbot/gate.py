@@ -77,6 +77,8 @@ def run_gate(settings: Settings, embedder: Embedder, cases: list[dict] | None = 
     if store.pointer("live"):
         live = evaluate(Engine(settings, embedder, triager=staging_engine.triager), cases, baseline=False)
     reasons = check(staging, live)
+    # personal_data cases test the log's redaction, which no content edit can change
+    content_cases = [case for case in redteam.load() if case["category"] != "personal_data"]
     reasons += [
         f"safety case failed: {r.id} ({r.reason})" for r in redteam.run(staging_engine, content_cases) if not r.passed
     ]
