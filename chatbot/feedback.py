@@ -3,7 +3,9 @@
 Patient text is redacted (phone numbers, e-mails, names a patient typed) before anything is written.
 The one exception is the callback list: a patient who ticks the consent box asks the clinic to keep
 their name, contact details and a short summary of the conversation so that staff can call back.
-A failing write (disk full, locked file) is logged without patient text and never breaks the chat.
+A failing write (disk full, locked or read-only file) is logged without patient text and never breaks the chat:
+the row waits in memory (at most PENDING_MAX rows, already redacted) and is written with the next write that
+succeeds, so a disk that fills up and is then cleared loses no log rows (unless the app stops in between).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from contextlib import closing
 from pathlib import Path
 
@@ -25,6 +27,7 @@ log = logging.getLogger("chatbot.feedback")
 DAY = 86_400
 UNANSWERED_MODES = ("not_covered", "unavailable")
 LOW_CONFIDENCE = 0.35  # a fused score under this is shown to staff as "low confidence"
+PENDING_MAX = 1000  # log writes kept in memory while the database cannot be written (disk full, locked)
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # + or a digit, then digits with spaces, dashes, dots or brackets between: 10+ digits (8+ after a '+').
@@ -37,6 +40,12 @@ NAME_CUE = re.compile(
 HINGLISH_NAME = re.compile(
     r"\b(main|mai|mein)\s+([A-Za-z][A-Za-z.'-]*)((?:\s+[A-Za-z][A-Za-z.'-]*)?)(?=\s+(?:hoon|hu|hun|hoo)\b)", re.I
 )
+# "Regards, Meera Iyer", "my wife Sunita Rao": only capitalised words after these cues count as a name.
+SIGNED_NAME = re.compile(
+    r"\b((?i:regards|thanks|thank\s+you|cheers|sincerely|my\s+(?:wife|husband|son|daughter|mother|father|mom|dad"
+    r"|brother|sister|friend|partner)))([,:]?\s+)([A-Z][a-z'.-]+)((?:\s+[A-Z][a-z'.-]+)?)"
+)
+HERE_NAME = re.compile(r"^(\s*)([A-Z][a-z'-]+)((?:\s+[A-Z][a-z'-]+)?)(\s+here\b)")  # "Rahul here, ..."
 STRONG_CUES = ("my name", "name", "mera", "call me", "main", "mai", "mein")
 NOT_NAMES = frozenset(
     """a an the not so very too just also still really here there back now new sure ok okay fine good well
@@ -81,6 +90,12 @@ def redact(text: str) -> str:
     text = EMAIL.sub("[email]", text)
     text = PHONE.sub(_phone, text)
     text = NAME_CUE.sub(_name, text)
+    text = SIGNED_NAME.sub(
+        lambda m: m.group(0) if m.group(3).lower() in NOT_NAMES else f"{m.group(1)}{m.group(2)}[name]", text
+    )
+    text = HERE_NAME.sub(
+        lambda m: m.group(0) if m.group(2).lower() in NOT_NAMES else f"{m.group(1)}[name]{m.group(4)}", text
+    )
     return HINGLISH_NAME.sub(_name, text)
 
 
@@ -105,13 +120,26 @@ class FeedbackLog:
         self.retention_days = retention_days
         self._lock = threading.Lock()
         self._last_purge = 0.0
+        self._pending: deque[tuple[str, tuple]] = deque()
+        self.dropped = 0  # writes lost because more than PENDING_MAX were waiting
+        self._ready = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(self._connect()) as db, db:
-                db.executescript(SCHEMA)
+            self._ensure_schema()
         except (sqlite3.Error, OSError) as exc:
             log.error("feedback log %s cannot be opened: %s", self.path, exc.__class__.__name__)
         self.purge()
+
+    def _ensure_schema(self) -> None:
+        if not self._ready:
+            with closing(self._connect()) as db, db:
+                db.executescript(SCHEMA)
+            self._ready = True
+
+    @property
+    def pending(self) -> int:
+        """How many writes are waiting in memory for the database to accept them again."""
+        return len(self._pending)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=5)
@@ -119,13 +147,34 @@ class FeedbackLog:
         return db
 
     def _write(self, sql: str, params: tuple) -> int | None:
-        """Run one INSERT/UPDATE; on any failure log the error class (never the values) and return None."""
-        try:
-            with self._lock, closing(self._connect()) as db, db:
-                return db.execute(sql, params).lastrowid
-        except (sqlite3.Error, OSError) as exc:
-            log.error("feedback log write failed (%s); the chat goes on", exc.__class__.__name__)
-            return None
+        """Run one INSERT/UPDATE, after any writes still waiting from earlier failures. On a failure the write
+        waits in memory too, the error class (never the values) is logged and None is returned."""
+        with self._lock:
+            try:
+                self._ensure_schema()
+                with closing(self._connect()) as db, db:
+                    for waiting in self._pending:
+                        db.execute(*waiting)
+                    rowid = db.execute(sql, params).lastrowid
+            except (sqlite3.OperationalError, OSError) as exc:  # full, locked, read-only, unreachable: retry later
+                if len(self._pending) >= PENDING_MAX:
+                    self._pending.popleft()
+                    self.dropped += 1
+                self._pending.append((sql, params))
+                log.error(
+                    "feedback log write failed (%s: %s); %d write(s) wait in memory; the chat goes on",
+                    exc.__class__.__name__,
+                    _reason(exc),
+                    len(self._pending),
+                )
+                return None
+            except sqlite3.Error as exc:  # a write that can never succeed: do not let it block the others
+                log.error("feedback log write refused (%s); dropped", exc.__class__.__name__)
+                return None
+            if self._pending:
+                log.warning("feedback log: %d delayed write(s) saved", len(self._pending))
+                self._pending.clear()
+            return rowid
 
     def _read(self, sql: str, params: tuple = ()) -> list[dict]:
         try:
@@ -222,6 +271,28 @@ class FeedbackLog:
             "OR q.id IN (SELECT question_id FROM feedback WHERE rating = 'down') ORDER BY q.id DESC LIMIT ?",
             (LOW_CONFIDENCE, limit),
         )
+
+
+def _reason(exc: BaseException) -> str:
+    """SQLite's or the OS's reason for a failure, without any value that was being written."""
+    if isinstance(exc, OSError):
+        return exc.strerror or "OS error"
+    text = str(exc)
+    return text if text in KNOWN_SQLITE_ERRORS else "database error"
+
+
+KNOWN_SQLITE_ERRORS = frozenset(
+    {
+        "database or disk is full",
+        "database is locked",
+        "attempt to write a readonly database",
+        "unable to open database file",
+        "disk I/O error",
+        "no such table: questions",
+        "no such table: feedback",
+        "no such table: callbacks",
+    }
+)
 
 
 def reason(row: dict) -> str:

@@ -27,6 +27,10 @@ from chatbot.settings import Settings
 log = logging.getLogger("chatbot.ui")
 
 UI_YAML = Path(__file__).parent / "prompts" / "ui.yaml"
+# Words used when prompts/ui.yaml does not have them (yet); the YAML wins.
+DEFAULT_WORDS = {
+    "busy": "The clinic assistant is very busy right now. Please try again in a minute, or contact {contact}.",
+}
 MARKDOWN_IMAGE = re.compile(r"!\[")
 SCRIPT_LINK = re.compile(r"\]\(\s*(?:javascript|data|vbscript|file):", re.I)
 
@@ -50,7 +54,8 @@ def ui_text(settings: Settings) -> dict:
             text = text.replace("{" + key + "}", value)
         return " ".join(text.split())
 
-    return {k: [fill(x) for x in v] if isinstance(v, list) else fill(str(v)) for k, v in _ui_yaml().items()}
+    words = {**DEFAULT_WORDS, **_ui_yaml()}
+    return {k: [fill(x) for x in v] if isinstance(v, list) else fill(str(v)) for k, v in words.items()}
 
 
 def safe_markdown(text: str) -> str:
@@ -165,10 +170,14 @@ def reply_messages(reply: Reply, words: dict) -> list[dict]:
     return [{"role": "assistant", "content": body}] + (source_messages(reply.answer, words) if reply.answer else [])
 
 
-def stream_prefixes(text: str, words_per_step: int = 3):
-    """Growing prefixes of an already-checked text, a few words at a time (for streaming display)."""
+def stream_prefixes(text: str, words_per_step: int = 3, max_steps: int = 12):
+    """Growing prefixes of an already-checked text, a few words at a time (for streaming display), in at most
+    `max_steps` steps: a long answer streams in bigger pieces, so showing it never takes longer than a short one
+    (a streaming answer holds one of the queue's workers until its last piece is shown)."""
     parts = re.split(r"(\s+)", text)
-    for end in range(2 * words_per_step, len(parts), 2 * words_per_step):
+    words = (len(parts) + 1) // 2
+    step = 2 * max(words_per_step, -(-words // max_steps))
+    for end in range(step, len(parts), step):
         yield "".join(parts[:end])
     yield text
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import json
+import threading
 import time
 from collections import OrderedDict
 
@@ -26,7 +28,37 @@ from chatbot.ui import (
     urgent_banner,
 )
 
-STREAM_STEP_S = 0.02  # pause between streamed word groups: the text is final and checked, only shown gradually
+STREAM_STEP_S = 0.03  # pause between streamed word groups: the text is final and checked, only shown gradually
+# (at most 12 groups, see stream_prefixes: an answer is shown within about 0.4 s of being ready)
+STREAMS_PER_WORKER = 3
+# Gradio keeps a per-session object (about 40-55 KB: a copy of the page's config plus our state) for every
+# session that ever sent an event, closed tabs and API clients included, until it has more than
+# `state_session_capacity` of them (default 10,000, i.e. about 0.5 GB); then it forgets the least recently used.
+# 1,000 bounds that memory to about 50 MB. A patient only loses the follow-up context of a conversation after
+# 1,000 other sessions have asked something since their last question (minutes at the app's full load).
+SESSION_CAPACITY = 1000
+
+# Gradio's page shows its own "This application is currently busy" when the queue is full (HTTP 503 from
+# queue/join; the text is fixed in its JavaScript). This script, put in the page's <head>, hands the page a
+# copy of that reply with the clinic's message, which the page then shows in its error notice. The server's
+# reply itself stays a 503 (with the same message and Retry-After, see app.WebGuard) for monitors and API clients.
+BUSY_SCRIPT = """<script>
+(() => {
+  const busy = %s;
+  const realFetch = window.fetch.bind(window);
+  window.fetch = async (...args) => {
+    const response = await realFetch(...args);
+    const target = args[0] instanceof Request ? args[0].url : String(args[0]);
+    if (response.status === 503 && target.includes("/gradio_api/queue/join")) {
+      return new Response(JSON.stringify({ detail: busy, error: "busy" }), {
+        status: 429,
+        headers: { "Content-Type": "application/json" },
+      });
+    }
+    return response;
+  };
+})();
+</script>"""
 
 CSS = """
 .gradio-container { max-width: 860px !important; margin: 0 auto; }
@@ -48,6 +80,11 @@ CSS = """
   .gradio-container { padding: 4px !important; }
 }
 """
+
+
+def busy_head(text: str) -> str:
+    """The <head> script that shows `text` (plain text, JSON-encoded, no HTML) when the queue is full."""
+    return BUSY_SCRIPT % json.dumps(text).replace("<", "\\u003c")
 
 
 def new_state() -> dict:
@@ -95,9 +132,14 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
     words = ui_text(settings)
     limiter = RateLimiter(settings.rate_limit_per_minute)
     last_answers = LastAnswers()
+    # Answering is CPU work: at most `concurrency` answers are computed at once. Showing a finished answer
+    # piece by piece is mostly waiting, so more chats may stream at once than are computed (STREAMS_PER_WORKER).
+    computing = threading.BoundedSemaphore(settings.concurrency)
+    streaming = {"concurrency_limit": settings.concurrency * STREAMS_PER_WORKER, "concurrency_id": "chat"}
 
     def respond(message: str, messages: list, state: dict, request: gr.Request):
-        reply = chat_reply(engine, feedback_log, limiter, message, state["history"], session_of(request), words)
+        with computing:
+            reply = chat_reply(engine, feedback_log, limiter, message, state["history"], session_of(request), words)
         banner = gr.update()
         if reply.answer is None:
             keep = message if reply.notice == "too_long" else ""
@@ -149,7 +191,8 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
     def chat(message: str, request: gr.Request) -> str:
         """Ask the clinic assistant one question; returns the answer text and its sources."""
         session = session_of(request)
-        reply = chat_reply(engine, feedback_log, limiter, message, [], session, words)
+        with computing:
+            reply = chat_reply(engine, feedback_log, limiter, message, [], session, words)
         last_answers.set(session, reply.question_id)
         if reply.answer and reply.answer.sources:
             return f"{reply.text}\n\nSources:\n{sources_text(reply.answer)}"
@@ -164,6 +207,7 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
         return words["feedback_thanks"] if saved else words["callback_failed"]
 
     with gr.Blocks(title=words["title"], analytics_enabled=False, fill_width=False) as demo:
+        demo.state_session_capacity = SESSION_CAPACITY
         gr.HTML(header_html(words), js_on_load=None)
         banner = gr.HTML("", visible=False, elem_id="urgent", js_on_load=None)
         state = gr.State(new_state())
@@ -207,9 +251,9 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
 
         private = {"api_visibility": "private", "show_progress": "hidden"}
         chat_io = ([msg, chatbot, state], [msg, chatbot, state, banner])
-        msg.submit(respond, *chat_io, **private)
-        send.click(respond, *chat_io, **private)
-        chatbot.example_select(pick_example, None, msg, **private).then(respond, *chat_io, **private)
+        msg.submit(respond, *chat_io, **private, **streaming)
+        send.click(respond, *chat_io, **private, **streaming)
+        chatbot.example_select(pick_example, None, msg, **private).then(respond, *chat_io, **private, **streaming)
         chatbot.like(on_like, [state], [comment_row, comment_status, state], **private)
         comment_send.click(on_comment, [comment, state], [comment, comment_row, comment_status], **private)
         callback_send.click(
