@@ -118,22 +118,16 @@ class Engine:
             return self._triage_answer(question, verdict, clock)
         try:
             index, hits = self._retrieve(query, vec)
-        except StoreError as exc:
-            return Answer(
-                question,
-                render("unavailable", self.settings),
-                "unavailable",
-                triage=verdict,
-                why=f"index unavailable: {exc}",
-                timings_ms=clock.laps,
+        except Exception as exc:  # noqa: BLE001 - a damaged store or a down/slow Chroma server: no stack trace
+            why = (
+                f"index unavailable: {exc}" if isinstance(exc, StoreError) else f"store error: {exc.__class__.__name__}"
             )
-        except Exception as exc:  # noqa: BLE001 - a Chroma server that is down or slow must not show a stack trace
             return Answer(
                 question,
                 render("unavailable", self.settings),
                 "unavailable",
                 triage=verdict,
-                why=f"store error: {exc.__class__.__name__}",
+                why=why,
                 timings_ms=clock.laps,
             )
         if not self.settings.serve_overdue:
