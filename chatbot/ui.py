@@ -95,7 +95,8 @@ def urgent_banner(text: str, title: str) -> str:
 
 
 class RateLimiter:
-    """At most `per_minute` questions per session in any 60 seconds; thread-safe, bounded memory."""
+    """At most `per_minute` questions per session in any 60 seconds; thread-safe, bounded memory: only sessions
+    that asked something within the window are kept (and never more than `max_sessions`)."""
 
     def __init__(self, per_minute: int, window_s: float = 60.0, max_sessions: int = 10_000):
         self.per_minute = per_minute
@@ -116,7 +117,16 @@ class RateLimiter:
             self._seen[session] = times
             while len(self._seen) > self.max_sessions:
                 self._seen.popitem(last=False)
+            # Least recently used first: drop the sessions whose last question is outside the window.
+            while self._seen:
+                oldest, last = next(iter(self._seen.items()))
+                if last and now - last[-1] < self.window_s:
+                    break
+                del self._seen[oldest]
             return allowed
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 @dataclass

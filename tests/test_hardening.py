@@ -222,6 +222,21 @@ def test_uploads_public_none_editor_only_small_pages(running, tmp_path):  # noqa
     console.close()
 
 
+def test_memory_per_patient_session_is_bounded():
+    """What the app keeps per session: Gradio's session objects up to SESSION_CAPACITY (least recently used
+    forgotten first), the rate limiter only for sessions that asked within its minute."""
+    from chatbot.ui import RateLimiter
+    from chatbot.ui_patient import SESSION_CAPACITY, build_patient_app
+
+    settings = webapp.Settings.from_env(env={})
+    assert build_patient_app(None, None, settings).state_session_capacity == SESSION_CAPACITY == 1000
+    limiter = RateLimiter(2)
+    for i in range(5000):
+        assert limiter.allow(f"session-{i}", now=i * 0.05)  # 20 new sessions a second, for 250 s
+    assert len(limiter) == 1200  # the last minute's sessions only
+    assert limiter.allow("session-4999", now=250.0) and not limiter.allow("session-4999", now=250.1)
+
+
 PATIENT = "My name is Ravindra Kulkarni, call me on +91 98765 43210 or ravindra.k@example.com. Does SMP hurt?"
 PATIENT_HINGLISH = "main Suresh hoon, mera number 9876512345 hai, how long should I avoid washing my scalp?"
 PERSONAL = ("Ravindra", "Kulkarni", "98765", "43210", "ravindra.k", "Suresh", "9876512345")
