@@ -316,7 +316,7 @@ def open_engine(settings: Settings, embedder=None):
     from chatbot.indexing import ingest
     from chatbot.llm import build_chat_model
 
-    embedder = embedder or Embedder(settings.model_path)
+    embedder = embedder or Embedder.from_settings(settings)
     problem = store_damage(settings)
     if problem is None and VersionStore(settings).pointer("live") is None:
         log.info("no index yet: building it from %s", settings.content_dir)

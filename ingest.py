@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from chatbot.embedding import Embedder
-from chatbot.gate import run_gate
 from chatbot.indexing import IngestRefused, ingest
 from chatbot.lifecycle import LifecycleError, audit_log, publish, rollback
 from chatbot.settings import Settings, SettingsError
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def get_embedder() -> Embedder:
             if not embedder:
-                embedder.append(Embedder(settings.model_path))
+                embedder.append(Embedder.from_settings(settings))
             return embedder[0]
 
         report = ingest(
@@ -70,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             audit_log(settings).record(actor, "stage", report.version, pages=pages, removed=report.removed)
         first_install = VersionStore(settings).pointer("live") is None
         if not args.dry_run and (args.publish or first_install):
+            from chatbot.gate import run_gate  # the answering engine: only imported when it is needed
+
             gate = run_gate(settings, get_embedder())
             out["gate"] = {"passed": gate.passed, "reasons": gate.reasons}
             if not gate.passed:

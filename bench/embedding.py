@@ -30,7 +30,7 @@ def chunk_texts(pages: int) -> list[str]:
     write_corpus(folder, pages, seed=3)
     found, _ = load_folder(folder, 256_000)
     real, _ = load_folder(CONTENT, 256_000)
-    return [embedding_text(c) for p in found + real for c in chunk_page(p, 1000)]
+    return [embedding_text(c.page_content, c.metadata) for p in found + real for c in chunk_page(p, 1000)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -189,7 +189,7 @@ def _cli_once(size: str, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=",".join(SIZES))
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    parser.add_argument("--backend", default="onnx", choices=("torch", "onnx"))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-full", action="store_true", help="reuse the stores left by an earlier run")

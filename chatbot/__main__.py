@@ -19,7 +19,7 @@ def build_engine(settings: Settings):
     from chatbot.llm import build_chat_model
     from chatbot.store import VersionStore
 
-    embedder = Embedder(settings.model_path)
+    embedder = Embedder.from_settings(settings)
     if VersionStore(settings).pointer("live") is None:
         print("no index yet: building it from", settings.content_dir, file=sys.stderr)
         ingest(settings, lambda: embedder, skip_invalid=True)

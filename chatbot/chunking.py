@@ -125,7 +125,6 @@ def chunk_page(page: Page, max_chars: int = 1000) -> list[Document]:
     return docs
 
 
-def embedding_text(doc: Document) -> str:
+def embedding_text(text: str, metadata: dict) -> str:
     """What is embedded and indexed lexically: page title and heading path give the chunk its context."""
-    meta = doc.metadata
-    return f"{meta['title']}. {meta['heading_path'] or meta['section']}.\n{doc.page_content}"
+    return f"{metadata['title']}. {metadata['heading_path'] or metadata['section']}.\n{text}"

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -76,6 +77,11 @@ class Embedder(Embeddings):
         else:
             self._batch = self._onnx_backend(path, Path(cache_dir) if cache_dir else ONNX_CACHE, threads)
         self._query = lru_cache(maxsize=2048)(self._encode_one)
+
+    @classmethod
+    def from_settings(cls, settings) -> Embedder:
+        """The model, backend and export cache the settings name (CHATBOT_MODEL_PATH, _EMBED_BACKEND, _ONNX_DIR)."""
+        return cls(settings.model_path, backend=settings.embed_backend, cache_dir=settings.onnx_dir)
 
     # -- backends -------------------------------------------------------------------------
     def _torch_backend(self, path: Path, threads: int | None) -> Callable[[list[str], int, bool], np.ndarray]:
@@ -252,7 +258,8 @@ def _export(model_path: Path, out: Path) -> None:
     tokenizer = st.tokenizer
     sample = tokenizer(["a short one", "a somewhat longer sentence about aftercare"], padding=True, return_tensors="pt")
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shapes it treats as dynamic: checked below
         torch.onnx.export(
             Pooled(),
             tuple(sample[n] for n in names),

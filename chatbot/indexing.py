@@ -10,15 +10,15 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from langchain_core.documents import Document
 from tqdm import tqdm
 
 from chatbot.chunking import chunk_page, embedding_text
 from chatbot.embedding import Embedder
 from chatbot.lexical import LexicalIndex
-from chatbot.loading import ContentError, Page, load_folder
+from chatbot.loading import ContentError, Scan, rules_fingerprint, scan_folder
 from chatbot.settings import Settings
 from chatbot.store import VersionStore
 
@@ -85,50 +85,55 @@ class IngestReport:
 
 @dataclass
 class Plan:
-    """What an ingest would do: per page, and per chunk id."""
+    """What an ingest would do: per page, and per chunk id. Chunks are rows: {"id", "text", "metadata"}."""
 
     report: IngestReport
-    chunks: dict[str, Document]  # every chunk of the new version, by id
+    chunks: dict[str, dict]  # every chunk of the new version, by id
+    pages: dict[str, dict]  # manifest entry of every page of the new version, without its chunk ids
     to_embed: list[str]
     to_delete: list[str]
-    to_update: list[str]  # kept ids whose metadata (position) changed
+    to_update: list[str]  # kept ids whose metadata (position, page hash) changed
 
 
 def plan(
-    pages: list[Page],
+    scan: Scan,
     old_manifest: dict,
     old_chunks: dict[str, dict],
     settings: Settings,
     keep_paths: set[str] = frozenset(),
 ) -> Plan:
-    """Compare the pages on disk with the previous version. `keep_paths`: invalid pages whose old chunks stay."""
+    """Compare the scanned folder with the previous version. Pages the scan found unchanged, and invalid pages
+    (`keep_paths`, so a broken edit never removes the published page), keep their chunks as they are."""
     old_pages: dict = old_manifest.get("pages", {})
-    same_chunking = old_manifest.get("chunk_chars") == settings.chunk_chars
-    report = IngestReport()
-    chunks: dict[str, Document] = {}
-    for page in pages:
+    report = IngestReport(unchanged=list(scan.unchanged))
+    chunks: dict[str, dict] = {}
+    pages: dict[str, dict] = {}
+    for path in [*scan.unchanged, *(keep_paths & set(old_pages))]:
+        pages[path] = {k: v for k, v in old_pages[path].items() if k != "chunk_ids"}
+        for cid in old_pages[path]["chunk_ids"]:
+            if cid in old_chunks:
+                chunks[cid] = old_chunks[cid]
+    parsed: list[str] = []
+    for page in scan.pages:
+        pages[page.path] = {"sha256": page.sha256, "title": page.title, "meta": page.meta}
+        pages[page.path]["warnings"] = list(page.warnings)
         for doc in chunk_page(page, settings.chunk_chars):
-            chunks[doc.id] = doc
+            chunks[doc.id] = {"id": doc.id, "text": doc.page_content, "metadata": doc.metadata}
+            parsed.append(doc.id)
         before = old_pages.get(page.path)
         if before is None:
             report.added.append(page.path)
-        elif before["sha256"] != page.sha256 or not same_chunking:
+        elif before["sha256"] != page.sha256:
             report.changed.append(page.path)
-        else:
+        else:  # same bytes, read again because the loading or chunking rules changed
             report.unchanged.append(page.path)
-    current = {p.path for p in pages}
-    report.removed = sorted(p for p in old_pages if p not in current and p not in keep_paths)
-    for path in keep_paths & set(old_pages):  # a broken edit never removes the published page
-        for cid in old_pages[path]["chunk_ids"]:
-            if cid in old_chunks:
-                chunks[cid] = Document(
-                    page_content=old_chunks[cid]["text"], id=cid, metadata=old_chunks[cid]["metadata"]
-                )
+    report.removed = sorted(p for p in old_pages if p not in pages)
+    report.warnings = [f"{path}: {w}" for path in sorted(pages) for w in pages[path].get("warnings", [])]
     to_embed = [cid for cid in chunks if cid not in old_chunks]
     to_delete = [cid for cid in old_chunks if cid not in chunks]
-    to_update = [cid for cid in chunks if cid in old_chunks and old_chunks[cid]["metadata"] != chunks[cid].metadata]
+    to_update = [cid for cid in parsed if cid in old_chunks and old_chunks[cid]["metadata"] != chunks[cid]["metadata"]]
     report.written, report.deleted, report.total = len(to_embed), len(to_delete), len(chunks)
-    return Plan(report, chunks, to_embed, to_delete, to_update)
+    return Plan(report, chunks, pages, to_embed, to_delete, to_update)
 
 
 def read_chunks(store: VersionStore, version: str | None) -> dict[str, dict]:
@@ -151,27 +156,29 @@ def ingest(
 ) -> IngestReport:
     """Run one ingest. `get_embedder` is only called when something must be embedded."""
     started = time.perf_counter()
-    pages, errors = load_folder(settings.content_dir, settings.max_file_bytes)
-    if errors and not skip_invalid:
-        raise IngestRefused(errors)
     store = VersionStore(settings)
+    rules = rules_fingerprint(settings.chunk_chars)
     with store.ingest_lock():
         if not dry_run:
             store.clean_incomplete()
         base = None if rebuild else store.pointer(target) or (store.pointer("live") if target != "live" else None)
         old_manifest = store.read_manifest(base)
+        same_rules = old_manifest.get("rules") == rules
+        known = {path: page["sha256"] for path, page in old_manifest["pages"].items()} if same_rules else {}
+        scan = scan_folder(settings.content_dir, settings.max_file_bytes, known)
+        if scan.errors and not skip_invalid:
+            raise IngestRefused(scan.errors)
         old_chunks = read_chunks(store, base)
-        result = plan(pages, old_manifest, old_chunks, settings, keep_paths={e.path for e in errors})
+        result = plan(scan, old_manifest, old_chunks, settings, keep_paths={e.path for e in scan.errors})
         report = result.report
-        report.invalid, report.dry_run, report.version = errors, dry_run, base
-        report.warnings = [f"{page.path}: {warning}" for page in pages for warning in page.warnings]
+        report.invalid, report.dry_run, report.version = scan.errors, dry_run, base
         nothing_to_do = not (result.to_embed or result.to_delete or result.to_update or report.removed)
-        if dry_run or (nothing_to_do and base and not rebuild):
+        if dry_run or (nothing_to_do and same_rules and base and not rebuild):
             if not dry_run and store.pointer(target) != base:
                 store.set_pointer(base, target)  # staging starts as the live version: nothing to build
             report.seconds = time.perf_counter() - started
             return report
-        version = _build_version(store, settings, base, result, pages, get_embedder, progress)
+        version = _build_version(store, settings, base, old_chunks, result, rules, get_embedder, progress)
         store.set_pointer(version, target)
         store.prune(settings.keep_versions)
     report.version = version
@@ -183,8 +190,9 @@ def _build_version(
     store: VersionStore,
     settings: Settings,
     base: str | None,
+    old_chunks: dict[str, dict],
     result: Plan,
-    pages: list[Page],
+    rules: str,
     get_embedder: Callable[[], Embedder],
     progress: bool | None,
 ) -> str:
@@ -193,47 +201,19 @@ def _build_version(
     batch = min(5000, collection._client.get_max_batch_size()) if hasattr(collection, "_client") else 5000
     for i in range(0, len(result.to_delete), batch):
         collection.delete(ids=result.to_delete[i : i + batch])
-    if result.to_update:
-        for i in range(0, len(result.to_update), batch):
-            ids = result.to_update[i : i + batch]
-            collection.update(ids=ids, metadatas=[result.chunks[c].metadata for c in ids])
+    for i in range(0, len(result.to_update), batch):
+        ids = result.to_update[i : i + batch]
+        collection.update(ids=ids, metadatas=[result.chunks[c]["metadata"] for c in ids])
     if result.to_embed:
-        embedder = get_embedder()
-        show = progress if progress is not None else len(result.to_embed) >= PROGRESS_MIN_CHUNKS
-        bar = tqdm(total=len(result.to_embed), unit="chunk", desc="embedding", disable=not show, file=sys.stderr)
-        for i in range(0, len(result.to_embed), EMBED_BATCH):
-            ids = result.to_embed[i : i + EMBED_BATCH]
-            docs = [result.chunks[c] for c in ids]
-            vectors = embedder.encode([embedding_text(d) for d in docs])
-            collection.upsert(
-                ids=ids,
-                embeddings=vectors,
-                documents=[d.page_content for d in docs],
-                metadatas=[d.metadata for d in docs],
-            )
-            bar.update(len(ids))
-        bar.close()
-    ordered = sorted(result.chunks.values(), key=lambda d: (d.metadata["source"], d.metadata["position"]))
+        _embed(collection, result, get_embedder(), progress)
+    ordered = sorted(result.chunks.values(), key=lambda r: (r["metadata"]["source"], r["metadata"]["position"]))
     with open(path / "chunks.jsonl", "w") as fh:
-        for doc in ordered:
-            fh.write(
-                json.dumps({"id": doc.id, "text": doc.page_content, "metadata": doc.metadata}, ensure_ascii=False)
-                + "\n"
-            )
-    LexicalIndex.build([embedding_text(d) for d in ordered], [d.id for d in ordered]).save(path / "lexical")
-    manifest_pages = {}
-    old_pages = store.read_manifest(base)["pages"]
-    by_page: dict[str, list[str]] = {}
-    for doc in ordered:
-        by_page.setdefault(doc.metadata["source"], []).append(doc.id)
-    current = {p.path: p for p in pages}
-    for source, ids in by_page.items():
-        page = current.get(source)
-        manifest_pages[source] = (
-            {"sha256": page.sha256, "title": page.title, "meta": page.meta, "chunk_ids": ids}
-            if page
-            else {**old_pages[source], "chunk_ids": ids}
-        )
+        fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in ordered)
+    _lexical(store, base, old_chunks, result, [r["id"] for r in ordered]).save(path / "lexical")
+    manifest_pages: dict[str, dict] = {}
+    for row in ordered:
+        source = row["metadata"]["source"]
+        manifest_pages.setdefault(source, {**result.pages[source], "chunk_ids": []})["chunk_ids"].append(row["id"])
     store.write_json(
         version,
         "manifest.json",
@@ -242,6 +222,7 @@ def _build_version(
             "base": base,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "chunk_chars": settings.chunk_chars,
+            "rules": rules,
             "chunks": len(ordered),
             "pages": manifest_pages,
         },
@@ -252,3 +233,47 @@ def _build_version(
         )
     store.mark_complete(version)
     return version
+
+
+def _embed(collection, result: Plan, embedder: Embedder, progress: bool | None) -> None:
+    """Embed the new chunks in batches; the next batch is embedded while the last one is written to Chroma."""
+    show = progress if progress is not None else len(result.to_embed) >= PROGRESS_MIN_CHUNKS
+    bar = tqdm(total=len(result.to_embed), unit="chunk", desc="embedding", disable=not show, file=sys.stderr)
+    batches = [result.to_embed[i : i + EMBED_BATCH] for i in range(0, len(result.to_embed), EMBED_BATCH)]
+
+    def vectors(ids: list[str]):
+        return embedder.encode([_text(result.chunks[c]) for c in ids])
+
+    with ThreadPoolExecutor(1, thread_name_prefix="embed-ahead") as ahead:
+        pending = ahead.submit(vectors, batches[0])
+        for k, ids in enumerate(batches):
+            embedded = pending.result()
+            if k + 1 < len(batches):
+                pending = ahead.submit(vectors, batches[k + 1])
+            rows = [result.chunks[c] for c in ids]
+            collection.upsert(
+                ids=ids,
+                embeddings=embedded,
+                documents=[r["text"] for r in rows],
+                metadatas=[r["metadata"] for r in rows],
+            )
+            bar.update(len(ids))
+    bar.close()
+
+
+def _text(row: dict) -> str:
+    return embedding_text(row["text"], row["metadata"])
+
+
+def _lexical(store: VersionStore, base: str | None, old_chunks: dict, result: Plan, order: list[str]) -> LexicalIndex:
+    """The base version's BM25 index with the new chunks added and the dropped ones taken out; built from
+    scratch when there is no base (or it was written by an older version)."""
+    if base is not None:
+        try:
+            previous = LexicalIndex.load(store.path(base) / "lexical", list(old_chunks))
+        except (OSError, ValueError):
+            previous = None
+        if previous is not None:
+            new = {c: _text(result.chunks[c]) for c in result.to_embed}
+            return previous.updated(new, order)
+    return LexicalIndex.build([_text(result.chunks[c]) for c in order], order)

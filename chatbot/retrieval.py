@@ -9,9 +9,11 @@ import json
 import math
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from chatbot.chunking import embedding_text
 from chatbot.lexical import LexicalIndex, expand_query, tokens
 from chatbot.settings import Settings
 from chatbot.store import StoreError, VersionStore
@@ -60,6 +62,14 @@ def boilerplate_sections(rows: list[dict]) -> frozenset[str]:
     return frozenset(row["id"] for row in rows if row["metadata"]["section"].lower() in common)
 
 
+def open_lexical(folder: Path, rows: list[dict]) -> LexicalIndex:
+    """The version's BM25 index. One written by an older release (bm25s files, no bm25.npz) is indexed again in
+    memory; a missing folder is damage, and raises."""
+    if folder.is_dir() and not (folder / LexicalIndex.FILE).exists() and any(folder.iterdir()):
+        return LexicalIndex.build([embedding_text(r["text"], r["metadata"]) for r in rows], [r["id"] for r in rows])
+    return LexicalIndex.load(folder, [r["id"] for r in rows])
+
+
 class Index:
     """One opened index version: Chroma collection, BM25 and the chunk texts, all read-only."""
 
@@ -71,7 +81,7 @@ class Index:
             with open(path / "chunks.jsonl") as fh:
                 rows = [json.loads(line) for line in fh]
             self.manifest = store.read_manifest(version)
-            self.lexical = LexicalIndex.load(path / "lexical", [r["id"] for r in rows])
+            self.lexical = open_lexical(path / "lexical", rows)
         except (OSError, ValueError) as exc:
             raise StoreError(
                 f"{path}: index files are damaged ({exc.__class__.__name__}); rebuild with 'python ingest.py --rebuild'"

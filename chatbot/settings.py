@@ -69,7 +69,8 @@ class Settings:
     chroma_port: int = 8000
     collection: str = "clinic-smp"
     model_path: Path | None = None
-    embed_backend: str = "torch"
+    embed_backend: str = "onnx"  # "torch": sentence-transformers on PyTorch, same vectors (chatbot/embedding.py)
+    onnx_dir: Path = ROOT / ".onnx"  # the one-time ONNX export of the model, cached
     max_file_bytes: int = 256_000
     chunk_chars: int = 1000
     top_k: int = 4
@@ -113,6 +114,7 @@ class Settings:
             collection=env.get("CHATBOT_COLLECTION", cls.collection),
             model_path=Path(env["CHATBOT_MODEL_PATH"]) if env.get("CHATBOT_MODEL_PATH") else None,
             embed_backend=_choice(env, "CHATBOT_EMBED_BACKEND", cls.embed_backend, ("torch", "onnx")),
+            onnx_dir=Path(env.get("CHATBOT_ONNX_DIR") or cls.onnx_dir),
             max_file_bytes=_int(env, "CHATBOT_MAX_FILE_BYTES", cls.max_file_bytes, 1),
             top_k=_int(env, "CHATBOT_TOP_K", cls.top_k, 1),
             relevance_floor=_float(env, "CHATBOT_RELEVANCE_FLOOR", cls.relevance_floor),

@@ -22,7 +22,8 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    return Embedder()
+    """The default backend (onnx), as the app and ingest.py load it; exported once into .onnx/ if needed."""
+    return Embedder.from_settings(Settings.from_env(env={}))
 
 
 def settings_for(content_dir: Path, store_dir: Path, **changes) -> Settings:

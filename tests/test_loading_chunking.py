@@ -93,3 +93,24 @@ def test_long_list_splits_between_bullets_only():
     for doc in docs:
         assert all(line.startswith("- item number") for line in doc.page_content.split("\n"))
         assert len(doc.page_content) <= 300
+
+
+def test_bm25_scores_by_hand_and_incremental_update_equals_rebuild():
+    import math
+
+    import numpy as np
+
+    from chatbot.lexical import LexicalIndex
+
+    index = LexicalIndex.build(["wash scalp", "scalp scalp care", "gym"], ["a", "b", "c"])
+    idf = math.log(1 + (3 - 2 + 0.5) / (2 + 0.5))  # 'scalp' is in 2 of 3 chunks; mean length 2 tokens
+    expected = [idf * 1 / (1.5 * (0.25 + 0.75 * 2 / 2) + 1), idf * 2 / (1.5 * (0.25 + 0.75 * 3 / 2) + 2), 0.0]
+    assert np.allclose(index.scores("scalp"), expected, atol=1e-6)
+    assert index.query_tokens("Can I wash my scalpp?") == ["wash", "scalp"]  # typo fixed against the vocabulary
+    assert not index.scores("unrelated words").any()
+
+    updated = index.updated({"d": "gym sweat after care"}, ["c", "d", "a"])  # 'b' removed, 'd' added, reordered
+    rebuilt = LexicalIndex.build(["gym", "gym sweat after care", "wash scalp"], ["c", "d", "a"])
+    for question in ("scalp", "gym care", "sweat", "wash wash"):
+        assert np.allclose(updated.scores(question), rebuilt.scores(question), atol=1e-6)
+    assert updated.vocab == rebuilt.vocab  # 'scalp' stays (in 'a'); nothing of 'b' alone is left to match

@@ -496,13 +496,6 @@ def rules() -> Triager:
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    from chatbot.embedding import Embedder
-
-    return Embedder()
-
-
-@pytest.fixture(scope="module")
 def semantic(embedder) -> Triager:
     return Triager(embed=embedder.encode)
 
