@@ -1,6 +1,6 @@
 """App throughput: N concurrent chat clients on loopback against the real app (`python app.py`).
 
-    python -m bench.app_load [--clients 1,10,50] [--per-client 8] [--size real] [--backend torch]
+    python -m bench.app_load [--clients 1,10,50] [--per-client 8] [--size real] [--backend onnx|torch]
 
 Starts app.py on a free loopback port with its own data dir (default settings otherwise: queue size,
 concurrency, rate limit), makes N `gradio_client.Client`s (one session each), starts them together and has
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,10,50")
     parser.add_argument("--per-client", type=int, default=8)
     parser.add_argument("--size", default="real")
-    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--backend", default="onnx", choices=("torch", "onnx"))
     parser.add_argument("--timeout", type=float, default=300, help="per level, seconds")
     args = parser.parse_args(argv)
     if not (ROOT / "app.py").exists():

@@ -1,7 +1,7 @@
 """Question latency per corpus size: p50/p95 of each phase (embed, triage, retrieve, compose) and end to end,
 and its ratio to one query-embedding forward pass measured in the same run.
 
-    python -m bench.latency [--sizes real,1000,10000] [--backend torch|onnx] [--rounds 5]
+    python -m bench.latency [--sizes real,1000,10000] [--backend onnx|torch] [--rounds 5]
                             [--profile 10000] [--store-backend torch]
 
 Every round asks the fixed list of patient questions (bench/common.py) with the query and typo caches
@@ -92,7 +92,7 @@ def profile_round(engine, name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=",".join(SIZES))
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    parser.add_argument("--backend", default="onnx", choices=("torch", "onnx"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", help="also profile one round at this size")
     parser.add_argument(

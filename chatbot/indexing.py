@@ -6,7 +6,6 @@ nothing is written before every file has been validated (unless skip_invalid is 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -139,9 +138,7 @@ def plan(
 def read_chunks(store: VersionStore, version: str | None) -> dict[str, dict]:
     if version is None:
         return {}
-    with open(store.path(version) / "chunks.jsonl") as fh:
-        rows = [json.loads(line) for line in fh]
-    return {row["id"]: row for row in rows}
+    return {row["id"]: row for row in store.read_chunks(version)}
 
 
 def ingest(
@@ -207,8 +204,7 @@ def _build_version(
     if result.to_embed:
         _embed(collection, result, get_embedder(), progress)
     ordered = sorted(result.chunks.values(), key=lambda r: (r["metadata"]["source"], r["metadata"]["position"]))
-    with open(path / "chunks.jsonl", "w") as fh:
-        fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in ordered)
+    store.write_chunks(version, ordered)
     _lexical(store, base, old_chunks, result, [r["id"] for r in ordered]).save(path / "lexical")
     manifest_pages: dict[str, dict] = {}
     for row in ordered:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,12 +65,14 @@ class InvalidContent(Exception):
 
 def content_files(content_dir: Path) -> list[Path]:
     """Every file an editor put in the content folder (hidden files and README excluded), sorted."""
-    files = []
-    for path in sorted(content_dir.rglob("*")):
-        rel = path.relative_to(content_dir)
-        if path.is_file() and not any(p.startswith((".", "_")) for p in rel.parts) and rel.stem.upper() != "README":
-            files.append(path)
-    return files
+    found = []
+    for root, dirs, files in os.walk(content_dir):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        for name in files:
+            path = os.path.join(root, name)
+            if not name.startswith((".", "_")) and name.rsplit(".", 1)[0].upper() != "README" and os.path.isfile(path):
+                found.append(path)
+    return [Path(name) for name in sorted(found)]
 
 
 @dataclass
@@ -89,7 +92,7 @@ def scan_folder(content_dir: Path, max_bytes: int, known: Mapping[str, str] | No
     known = known or {}
     scan = Scan([], [], [])
     for path in content_files(content_dir):
-        rel = path.relative_to(content_dir).as_posix()
+        rel = os.path.relpath(path, content_dir).replace(os.sep, "/")
         raw = path.read_bytes()
         if rel in known and hashlib.sha256(raw).hexdigest() == known[rel]:
             scan.unchanged.append(rel)

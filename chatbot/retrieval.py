@@ -5,7 +5,6 @@ sum of the cosine and the scaled BM25 score finds the expected section more ofte
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from dataclasses import dataclass
@@ -78,8 +77,7 @@ class Index:
         self.version = version
         path = store.path(version)
         try:
-            with open(path / "chunks.jsonl") as fh:
-                rows = [json.loads(line) for line in fh]
+            rows = store.read_chunks(version)
             self.manifest = store.read_manifest(version)
             self.lexical = open_lexical(path / "lexical", rows)
         except (OSError, ValueError) as exc:
