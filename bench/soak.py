@@ -4,6 +4,7 @@ with the app's memory (RSS) sampled every few seconds.
     python -m bench.soak                             # the 10-minute soak: 10 sessions, RSS every 10 s
     python -m bench.soak --sessions 50 --seconds 60  # the load run: 50 sessions for 60 s
     python -m bench.soak --url http://127.0.0.1:7860/ --seconds 60   # against an app that is already running
+    python -m bench.soak --trace /tmp/soak-trace     # and what grows: object counts at 1/3, 2/3 and the end
 
 Each session is what one browser tab does: its own `session_hash`, so its own server-side conversation state,
 driving the chat's streaming UI event (the one the page uses; it carries the history) over Gradio's queue
@@ -12,6 +13,16 @@ protocol with plain HTTP. A conversation is a first question and a follow-up ("h
 conversation got when asked alone at the start (sequential baseline) and contain the conversation's fact, so
 an answer or a history crossing between sessions counts as an error. Each conversation starts a new session
 (a page reload), so the per-session rate limit is never what is measured.
+
+Memory: RSS every --every seconds, the growth, and the least-squares slope (MB/min) of the first and the second
+half of the run (and the last quarter); memory that plateaus has a slope near zero late in the run. With
+--trace DIR, app.py runs inside a small bootstrap that acts only on signals from this script (nothing new on the
+network, no overhead in between): SIGUSR1, at a third, two thirds and the end of the run, appends to
+DIR/memory.jsonl the RSS, the change in live Python objects per type since the first and the previous dump, and
+the sizes of Gradio's per-session and per-event bookkeeping; at the end SIGUSR2 runs glibc's malloc_trim and
+records RSS before and after (what it gives back was free memory kept by malloc, not live data). `tracemalloc`
+was tried for this and left out: it slowed the app about 50-fold under this load (11 -> 0.2 answers/s), so a
+run could not get past Gradio's 1,000-session store in bounded time.
 
 Results: a table on stdout and bench/out/soak.json (or --out). Traffic stays on 127.0.0.1; the run is bounded
 by --seconds (and every request by a timeout).
@@ -22,7 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -33,6 +46,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import CONTENT, OUT, PYTHON, ROOT, WORK, child_env, free_port, machine, percentile, wait_port
+from chatbot.settings import Settings
 
 # (first question, follow-up that only makes sense with the first, a fact only the history-aware answer has)
 CONVERSATIONS = [
@@ -281,7 +295,97 @@ def ensure_store() -> Path:
     return store
 
 
-def start_app(port: int) -> subprocess.Popen:
+# Runs app.py (argv: dump directory). On SIGUSR1 it writes a line to DIR/memory.jsonl: RSS, the number of live
+# Python objects per type and its change since the first and the previous dump, and the sizes of Gradio's
+# per-session and per-event bookkeeping. SIGUSR2 runs glibc's malloc_trim and records RSS before and after.
+# Nothing runs between signals (no tracing overhead). Used only with --trace.
+TRACE_BOOTSTRAP = r"""
+import collections, ctypes, gc, json, os, runpy, signal, sys, time
+from pathlib import Path
+
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+kept = {}  # type counts at the first and at the previous dump
+
+
+def rss_mb():
+    return round(int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def log(row):
+    with open(out / "memory.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def name(o):
+    t = type(o)
+    module, qualname = getattr(t, "__module__", None), getattr(t, "__qualname__", None)
+    return f"{module}.{qualname}" if isinstance(module, str) and isinstance(qualname, str) else t.__name__
+
+
+def gradio_sizes(objects):
+    sizes = collections.Counter()
+    for o in objects:
+        name_ = name(o)
+        if name_ == "gradio.state_holder.StateHolder":
+            sizes["state_holder.session_data"] += len(o.session_data)
+        elif name_ == "gradio.queueing.Queue":
+            sizes["queue.pending_messages_per_session"] += len(o.pending_messages_per_session)
+            sizes["queue.pending_event_ids_session"] += len(o.pending_event_ids_session)
+            sizes["queue.event_ids_to_events"] += len(o.event_ids_to_events)
+        elif name_ == "gradio.routes.App":
+            sizes["app.iterators"] += len(o.iterators)
+            sizes["app.iterators_to_reset"] += len(o.iterators_to_reset)
+        elif name_ == "gradio.blocks.Blocks":
+            sizes["blocks.pending_diff_streams"] += len(getattr(o, "pending_diff_streams", ()))
+            sizes["blocks.pending_streams"] += len(getattr(o, "pending_streams", ()))
+    return dict(sorted(sizes.items()))
+
+
+def changes(now, then, n=12):
+    diff = {k: now.get(k, 0) - then.get(k, 0) for k in set(now) | set(then)}
+    return dict(sorted(((k, v) for k, v in diff.items() if v), key=lambda kv: -abs(kv[1]))[:n])
+
+
+def dump(signum, frame):
+    try:  # a signal handler's exception would surface in the app's event loop
+        measure()
+    except Exception as exc:
+        log({"error": repr(exc)})
+
+
+def measure():
+    started = time.perf_counter()
+    gc.collect()
+    objects = gc.get_objects()
+    counts = collections.Counter(name(o) for o in objects)
+    first, prev = kept.setdefault("first", counts), kept.get("prev", counts)
+    kept["prev"] = counts
+    log({
+        "rss_mb": rss_mb(),
+        "objects": len(objects),
+        "gradio": gradio_sizes(objects),
+        "types_since_first": changes(counts, first),
+        "types_since_previous": changes(counts, prev),
+        "dump_s": round(time.perf_counter() - started, 1),
+    })
+    del objects
+
+
+def trim(signum, frame):
+    before = rss_mb()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    log({"malloc_trim": True, "rss_before_mb": before, "rss_after_mb": rss_mb()})
+
+
+signal.signal(signal.SIGUSR1, dump)
+signal.signal(signal.SIGUSR2, trim)
+sys.argv = ["app.py"]
+runpy.run_path("app.py", run_name="__main__")
+"""
+
+
+def start_app(port: int, trace: Path | None = None) -> subprocess.Popen:
     data = WORK / "var-soak"
     data.mkdir(parents=True, exist_ok=True)
     env = child_env(
@@ -294,7 +398,25 @@ def start_app(port: int) -> subprocess.Popen:
     for name in ("CHATBOT_STAFF_USERS", "CHROMA_HOST", "CHATBOT_LLM"):
         env.pop(name, None)
     log = open(WORK / "app-soak.log", "w")  # noqa: SIM115 - lives as long as the app
-    return subprocess.Popen([PYTHON, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    command = [PYTHON, "app.py"]
+    if trace is not None:
+        trace.mkdir(parents=True, exist_ok=True)
+        (trace / "memory.jsonl").unlink(missing_ok=True)
+        command = [PYTHON, "-c", TRACE_BOOTSTRAP, str(trace)]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def trace_dump(pid: int, trace: Path, wait_s: float = 0.0, sig: int = signal.SIGUSR1) -> None:
+    """Signal the app under --trace (SIGUSR1: dump, SIGUSR2: malloc_trim); with wait_s, wait until its line is
+    written."""
+    log = trace / "memory.jsonl"
+    before = len(log.read_text().splitlines()) if log.exists() else 0
+    os.kill(pid, sig)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) > before:
+            return
+        time.sleep(0.5)
 
 
 def rss_mb(pid: int) -> float:
@@ -303,16 +425,22 @@ def rss_mb(pid: int) -> float:
     return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
 
 
-async def soak(url: str, pid: int | None, sessions: int, seconds: float, every: float) -> dict:
+async def soak(
+    url: str, pid: int | None, sessions: int, seconds: float, every: float, trace: Path | None = None
+) -> dict:
     print(f"baseline: {len(CONVERSATIONS)} conversations, one at a time ...", file=sys.stderr, flush=True)
     expected = await baseline(url)
     samples: list[dict] = []
     next_sample = [0.0]
+    dumps = [seconds / 3, 2 * seconds / 3] if trace else []  # and one at the end
 
     def on_tick(elapsed: float, answers: int, errors: int) -> None:
         if elapsed + 0.5 < next_sample[0]:
             return
         next_sample[0] += every
+        if dumps and elapsed >= dumps[0]:
+            trace_dump(pid, trace)
+            dumps.pop(0)
         row = {"t_s": round(elapsed), "answers": answers, "errors": errors}
         if pid:
             row["rss_mb"] = rss_mb(pid)
@@ -329,18 +457,29 @@ async def soak(url: str, pid: int | None, sessions: int, seconds: float, every: 
     if pid:
         samples.append({"t_s": round(result["wall_s"]), **{k: result[k] for k in ("answers", "errors")}})
         samples[-1]["rss_mb"] = rss_mb(pid)
+    if trace:
+        trace_dump(pid, trace, wait_s=300)
+        trace_dump(pid, trace, wait_s=60, sig=signal.SIGUSR2)
+        rows = [json.loads(line) for line in (trace / "memory.jsonl").read_text().splitlines()]
+        result["dumps"] = [r for r in rows if not r.get("malloc_trim")]
+        result["malloc_trim"] = next((r for r in rows if r.get("malloc_trim")), None)
+    # Every conversation (and each of the baseline's) was a new Gradio session.
+    result["gradio_sessions"] = result["conversations"] + len(CONVERSATIONS)
     result["samples"] = samples
     rss = [s["rss_mb"] for s in samples if "rss_mb" in s]
     if len(rss) >= 6:
         first, last = statistics.fmean(rss[:3]), statistics.fmean(rss[-3:])
-        half = [(s["t_s"], s["rss_mb"]) for s in samples[len(samples) // 2 :] if "rss_mb" in s]
+        points = [(s["t_s"], s["rss_mb"]) for s in samples if "rss_mb" in s]
+        mid = samples[-1]["t_s"] / 2
         result["memory"] = {
             "first3_mb": round(first, 1),
             "last3_mb": round(last, 1),
             "growth_mb": round(last - first, 1),
             "growth_pct": round(100 * (last - first) / first, 1),
             "max_mb": max(rss),
-            "second_half_mb_per_min": round(60 * slope(half), 2),
+            "first_half_mb_per_min": round(60 * slope([p for p in points if p[0] <= mid]), 2),
+            "second_half_mb_per_min": round(60 * slope([p for p in points if p[0] >= mid]), 2),
+            "last_quarter_mb_per_min": round(60 * slope([p for p in points if p[0] >= 1.5 * mid]), 2),
         }
     return result
 
@@ -363,7 +502,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="an app that is already running (default: start app.py on a free port)")
     parser.add_argument("--pid", type=int, help="with --url: the app's process id, for memory samples")
     parser.add_argument("--out", type=Path, default=OUT / "soak.json")
+    parser.add_argument("--trace", type=Path, help="dump the app's object counts to this directory (see above)")
     args = parser.parse_args(argv)
+    if args.trace and args.url:
+        print("error: --trace starts its own app (no --url)", file=sys.stderr)
+        return 2
     if args.url and not args.url.startswith(("http://127.0.0.1", "http://localhost")):
         print("error: loopback only (http://127.0.0.1:PORT/)", file=sys.stderr)
         return 2
@@ -374,12 +517,12 @@ def main(argv: list[str] | None = None) -> int:
             url, pid, ready_s = args.url.rstrip("/") + "/", args.pid, None
         else:
             port = free_port()
-            proc = start_app(port)
+            proc = start_app(port, args.trace)
             if not wait_port(port, 300, proc):
                 print(f"app.py did not start; see {WORK / 'app-soak.log'}", file=sys.stderr)
                 return 1
             url, pid, ready_s = f"http://127.0.0.1:{port}/", proc.pid, round(time.perf_counter() - started, 1)
-        result = asyncio.run(soak(url, pid, args.sessions, args.seconds, args.every))
+        result = asyncio.run(soak(url, pid, args.sessions, args.seconds, args.every, args.trace))
     finally:
         if proc is not None:
             proc.terminate()
@@ -387,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    result = {"benchmark": "soak", "machine": machine(), "app_ready_s": ready_s, **result}
+    backend = None if args.url else os.environ.get("CHATBOT_EMBED_BACKEND") or Settings.embed_backend
+    result = {"benchmark": "soak", "machine": machine(), "app_ready_s": ready_s, "embed_backend": backend, **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     lat = result["latency_ms"]
@@ -401,8 +545,18 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"RSS first 3 samples {mem['first3_mb']} MB, last 3 {mem['last3_mb']} MB "
             f"({mem['growth_mb']:+} MB, {mem['growth_pct']:+}%), max {mem['max_mb']} MB; "
-            f"second half {mem['second_half_mb_per_min']:+} MB/min"
+            f"slope first half {mem['first_half_mb_per_min']:+}, second half {mem['second_half_mb_per_min']:+}, "
+            f"last quarter {mem['last_quarter_mb_per_min']:+} MB/min; {result['gradio_sessions']} Gradio sessions"
         )
+    for row in result.get("dumps", []):
+        if "error" in row:
+            print(f"dump failed: {row['error']}")
+            continue
+        print(f"dump: RSS {row['rss_mb']} MB, {row['objects']} objects, Gradio {row['gradio']}")
+        print(f"      types since the previous dump: {row['types_since_previous']}")
+    if result.get("malloc_trim"):
+        trim = result["malloc_trim"]
+        print(f"malloc_trim: RSS {trim['rss_before_mb']} -> {trim['rss_after_mb']} MB")
     for example in result["error_examples"] + result["crossing_examples"]:
         print("  ", example)
     print(f"wrote {args.out}", file=sys.stderr)
