@@ -22,6 +22,9 @@ import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no telemetry, ever
 
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import ctypes  # noqa: E402
 import hmac  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -187,9 +190,60 @@ def _signed_in(gradio_app, scope) -> bool:
     return bool(token) and token in tokens
 
 
+def forget_idle_sessions(blocks) -> int:
+    """Gradio 6 keeps a set of pending event ids per session it has ever seen, and empties it but never drops
+    it (`Queue.pending_event_ids_session`, ~0.3 KB a session: the soak's slow memory growth). Drop the empty
+    ones; Gradio makes a new set when that session asks again. Must run on the server's event loop, where
+    Gradio reads and writes them, so it never interleaves with Gradio's own use."""
+    pending = getattr(getattr(blocks, "_queue", None), "pending_event_ids_session", None)
+    if not isinstance(pending, dict):
+        return 0
+    idle = [session for session, ids in pending.items() if not ids]
+    for session in idle:
+        pending.pop(session, None)
+    return len(idle)
+
+
+def release_free_memory() -> None:
+    """Give memory that glibc keeps after a burst of traffic back to the system (no-op off glibc)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives threads that allocate at once their own malloc arenas (up to 8 per core); with the server's
+    worker threads, free memory then fragments across them and RSS creeps up. Two arenas keep it compact."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX; before the worker threads start
+
+
+def housekeeping(blocks: list, every_s: float):
+    """The app's lifespan: every `every_s` seconds, forget idle Gradio sessions and release free memory."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            forgotten = sum(forget_idle_sessions(b) for b in blocks)
+            await asyncio.to_thread(release_free_memory)
+            log.debug("housekeeping: %d idle sessions forgotten", forgotten)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    return lifespan
+
+
 def create_app(settings: Settings, engine, feedback_log: FeedbackLog) -> FastAPI:
     """The whole web app: consoles (only with staff users) mounted before the patient chat at '/'."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    mounted: list = []  # the Gradio apps, for housekeeping
+    app = FastAPI(
+        docs_url=None, redoc_url=None, openapi_url=None, lifespan=housekeeping(mounted, settings.housekeeping_s)
+    )
     words = ui_text(settings)
     consoles: dict[str, object] = {}
     app.add_middleware(WebGuard, consoles=consoles, busy=words["busy"])
@@ -227,6 +281,7 @@ def create_app(settings: Settings, engine, feedback_log: FeedbackLog) -> FastAPI
             css=CONSOLE_CSS,
             **common,
         )
+        mounted += [staff, editor]
         consoles.update(
             (route.path, route.app)
             for route in app.routes
@@ -235,6 +290,7 @@ def create_app(settings: Settings, engine, feedback_log: FeedbackLog) -> FastAPI
     patient = build_patient_app(engine, feedback_log, settings).queue(
         default_concurrency_limit=settings.concurrency, max_size=settings.queue_size
     )
+    mounted.append(patient)
     # The patient app uploads nothing and serves no files (WebGuard closes those routes); as a second line,
     # Gradio's upload folder and cache (where console exports live) are blocked for it too.
     blocked = [str(Path(gr.utils.get_upload_folder()).resolve()), str(Path(gr.utils.get_cache_folder()).resolve())]
@@ -346,6 +402,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    limit_malloc_arenas()
     engine, problem = open_engine(settings)
     problem = problem or check_index(engine)
     if problem:

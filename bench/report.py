@@ -202,10 +202,10 @@ def app_table() -> str:
 
 def main() -> int:
     for title, fn in (
-        ("Scale (torch, default)", scale_table),
-        ("Phases (torch)", phase_table),
-        ("Scale (onnx)", lambda: scale_table("onnx")),
+        ("Scale (onnx, default)", lambda: scale_table("onnx")),
         ("Phases (onnx)", lambda: phase_table("onnx")),
+        ("Scale (torch)", scale_table),
+        ("Phases (torch)", phase_table),
         ("Backends", backend_table),
         ("Chroma server", server_table),
         ("App", app_table),

@@ -114,8 +114,7 @@ def plan(
                 chunks[cid] = old_chunks[cid]
     parsed: list[str] = []
     for page in scan.pages:
-        pages[page.path] = {"sha256": page.sha256, "title": page.title, "meta": page.meta}
-        pages[page.path]["warnings"] = list(page.warnings)
+        pages[page.path] = {"sha256": page.sha256, "title": page.title, "meta": page.meta, "warnings": page.warnings}
         for doc in chunk_page(page, settings.chunk_chars):
             chunks[doc.id] = {"id": doc.id, "text": doc.page_content, "metadata": doc.metadata}
             parsed.append(doc.id)

@@ -91,8 +91,9 @@ def scan_folder(content_dir: Path, max_bytes: int, known: Mapping[str, str] | No
         raise FileNotFoundError(f"{content_dir}: content folder not found; create it or set CHATBOT_CONTENT_DIR")
     known = known or {}
     scan = Scan([], [], [])
+    prefix = os.path.join(content_dir, "")
     for path in content_files(content_dir):
-        rel = os.path.relpath(path, content_dir).replace(os.sep, "/")
+        rel = str(path)[len(prefix) :].replace(os.sep, "/")  # content_files' paths all start with prefix
         raw = path.read_bytes()
         if rel in known and hashlib.sha256(raw).hexdigest() == known[rel]:
             scan.unchanged.append(rel)

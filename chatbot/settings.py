@@ -97,6 +97,7 @@ class Settings:
     queue_size: int = 64
     concurrency: int = 4
     serve_overdue: bool = True
+    housekeeping_s: float = 60.0  # how often the app forgets idle Gradio sessions and returns free memory
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -136,6 +137,7 @@ class Settings:
             queue_size=_int(env, "CHATBOT_QUEUE_SIZE", cls.queue_size, 1),
             concurrency=_int(env, "CHATBOT_CONCURRENCY", cls.concurrency, 1),
             serve_overdue=env.get("CHATBOT_SERVE_OVERDUE", "1") not in ("0", "false", "no"),
+            housekeeping_s=max(0.5, _float(env, "CHATBOT_HOUSEKEEPING_S", cls.housekeeping_s)),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

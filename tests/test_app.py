@@ -53,6 +53,7 @@ class Running:
     engine: Engine
     log: FeedbackLog
     stop: Callable[[], None]
+    app: object = None  # the FastAPI app, for tests that look at what it keeps in memory
 
 
 _RUNNING: dict[str, Running] = {}
@@ -71,14 +72,15 @@ def start_app(root: Path, embedder) -> Running:
     content = root / "content"
     shutil.copytree(CONTENT, content)
     (content / "newsletter.md").write_text(POISON)
-    settings = settings_for(content, root / "store", staff_users=STAFF, rate_limit_per_minute=RATE_LIMIT)
+    settings = settings_for(
+        content, root / "store", staff_users=STAFF, rate_limit_per_minute=RATE_LIMIT, housekeeping_s=1.0
+    )
     ingest(settings, lambda: embedder)
     engine = Engine(settings, embedder)
     log = webapp.feedback_log_for(settings)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(webapp.create_app(settings, engine, log), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = webapp.create_app(settings, engine, log)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="app-under-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -90,7 +92,7 @@ def start_app(root: Path, embedder) -> Running:
         server.should_exit = True
         thread.join(10)
 
-    return Running(f"http://127.0.0.1:{port}", settings, engine, log, stop)
+    return Running(f"http://127.0.0.1:{port}", settings, engine, log, stop, app)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import pytest
 
@@ -55,3 +56,19 @@ def test_fifty_concurrent_conversations_each_keep_their_own_history(running):  #
     assert result["errors"] == 0, result["error_examples"]
     assert result["crossings"] == 0, result["crossing_examples"]
     assert result["conversations"] >= SESSIONS  # every session finished at least one whole conversation
+
+
+@pytest.mark.slow
+def test_the_app_forgets_idle_sessions_after_a_burst(running):  # noqa: F811
+    """Every conversation above was a new Gradio session; once they are done, the app's housekeeping (every
+    second here, every minute by default) leaves nothing of them in Gradio's per-session queue bookkeeping."""
+    from starlette.routing import Mount
+
+    patient = next(r.app for r in running.app.routes if isinstance(r, Mount) and r.path == "").get_blocks()
+    result = asyncio.run(run_load(running.url + "/", 10, 3, expected_answers(running.engine)))
+    assert result["errors"] == 0 and result["conversations"] >= 10
+    pending = patient._queue.pending_event_ids_session
+    deadline = time.monotonic() + 10
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pending, f"{len(pending)} sessions still held after {result['conversations']} conversations"
