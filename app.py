@@ -30,7 +30,9 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
+from collections import OrderedDict  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -91,12 +93,45 @@ QUEUE_ROUTES = ("/gradio_api/queue/join", "/gradio_api/call/", "/gradio_api/run/
 EXTRA_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
 
 
-def staff_login(settings: Settings) -> Callable[[str, str], bool]:
-    """Gradio auth: a user from CHATBOT_STAFF_USERS with the right password (constant-time compare)."""
+class LoginGuard:
+    """After `attempts` wrong passwords for one user name within `window_s`, that name is refused, right
+    password or not, until the window has passed since its last failure: password guessing on the consoles
+    gets 5 tries per 15 minutes. Bounded memory: the most recent `max_names` names only."""
+
+    def __init__(self, attempts: int = 5, window_s: float = 900.0, max_names: int = 1000):
+        self.attempts, self.window_s, self.max_names = attempts, window_s, max_names
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def locked(self, name: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            recent = [t for t in self._failures.get(name, []) if now - t < self.window_s]
+            return len(recent) >= self.attempts
+
+    def failed(self, name: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            recent = [t for t in self._failures.pop(name, []) if now - t < self.window_s][-self.attempts :]
+            self._failures[name] = [*recent, now]
+            while len(self._failures) > self.max_names:
+                self._failures.popitem(last=False)
+
+
+def staff_login(settings: Settings, guard: LoginGuard | None = None) -> Callable[[str, str], bool]:
+    """Gradio auth: a user from CHATBOT_STAFF_USERS with the right password (constant-time compare), and
+    not locked out by too many wrong passwords."""
+    guard = guard or LoginGuard()
 
     def check(username: str, password: str) -> bool:
         entry = settings.staff_users.get(username)
-        return entry is not None and hmac.compare_digest(entry[0].encode(), (password or "").encode())
+        right = entry is not None and hmac.compare_digest(entry[0].encode(), (password or "").encode())
+        if guard.locked(username):
+            log.warning("console login refused: too many wrong passwords for this user name; wait 15 minutes")
+            return False
+        if not right:
+            guard.failed(username)
+        return right
 
     return check
 

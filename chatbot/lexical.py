@@ -95,7 +95,13 @@ class LexicalIndex:
         kept = new_row[self._doc] >= 0
         fresh = [i for i, cid in enumerate(chunk_ids) if cid not in old_row]
         known = (self._term[kept], new_row[self._doc[kept]], self._tf[kept])
-        return self._from_tokens(self.terms, [tokens(texts[chunk_ids[i]]) for i in fresh], fresh, chunk_ids, known)
+        vocab = self.terms
+        live = np.flatnonzero(np.bincount(known[0], minlength=len(vocab)))
+        if 2 * len(live) < len(vocab):  # most words are gone with their chunks: forget them
+            remap = np.full(len(vocab), -1, dtype=np.int64)
+            remap[live] = np.arange(len(live))
+            vocab, known = [vocab[i] for i in live], (remap[known[0]], known[1], known[2])
+        return self._from_tokens(vocab, [tokens(texts[chunk_ids[i]]) for i in fresh], fresh, chunk_ids, known)
 
     @classmethod
     def _from_tokens(cls, vocab: list[str], token_lists: list[list[str]], rows, chunk_ids: list[str], known=None):

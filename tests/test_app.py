@@ -151,6 +151,22 @@ def test_staff_login_checks_user_and_password():
     assert check("ana", "ana-secret-1") and not check("ana", "bo-secret-2") and not check("eve", "")
 
 
+def test_five_wrong_passwords_lock_a_console_user_name_for_fifteen_minutes():
+    guard = webapp.LoginGuard()
+    check = webapp.staff_login(Settings(staff_users=STAFF), guard)
+    for _ in range(5):
+        assert not check("ana", "guess")
+    assert not check("ana", "ana-secret-1")  # the right password, but the name is locked
+    assert check("bo", "bo-secret-2")  # other users are not
+    assert guard.locked("ana", time.monotonic() + 899) and not guard.locked("ana", time.monotonic() + 901)
+    small = webapp.LoginGuard(max_names=2)
+    for name in ["a"] * 5 + ["b"]:
+        small.failed(name)
+    assert small.locked("a")
+    small.failed("c")  # a third name: the oldest is forgotten, so memory stays bounded
+    assert not small.locked("a")
+
+
 # ------------------------------------------------------------------ the running app
 
 

@@ -114,3 +114,7 @@ def test_bm25_scores_by_hand_and_incremental_update_equals_rebuild():
     for question in ("scalp", "gym care", "sweat", "wash wash"):
         assert np.allclose(updated.scores(question), rebuilt.scores(question), atol=1e-6)
     assert updated.vocab == rebuilt.vocab  # 'scalp' stays (in 'a'); nothing of 'b' alone is left to match
+
+    emptied = updated.updated({"e": "numbing cream"}, ["e"])  # every other chunk gone: so are their words
+    assert emptied.terms == ["numb", "cream"] and emptied.vocab == {"numb", "cream"}
+    assert np.allclose(emptied.scores("cream"), LexicalIndex.build(["numbing cream"], ["e"]).scores("cream"))
