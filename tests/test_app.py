@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from chatbot.indexing import ingest
 from chatbot.safety import render
 from chatbot.settings import ROOT, Settings
 from chatbot.ui import RateLimiter, Reply, reply_messages, safe_markdown, ui_text
-from tests.conftest import CONTENT, settings_for
+from tests.conftest import CONTENT, free_port, serve_in_thread, settings_for
 
 STAFF = {"ana": ("ana-secret-1", "clinician"), "bo": ("bo-secret-2", "editor")}
 RATE_LIMIT = 8
@@ -59,15 +58,8 @@ class Running:
 _RUNNING: dict[str, Running] = {}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_app(root: Path, embedder) -> Running:
     """Copy content/ (plus the poisoned page), ingest it into a tmp store and serve the app on loopback."""
-    import uvicorn
 
     content = root / "content"
     shutil.copytree(CONTENT, content)
@@ -78,21 +70,9 @@ def start_app(root: Path, embedder) -> Running:
     ingest(settings, lambda: embedder)
     engine = Engine(settings, embedder)
     log = webapp.feedback_log_for(settings)
-    port = free_port()
     app = webapp.create_app(settings, engine, log)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="app-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.05)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(10)
-
-    return Running(f"http://127.0.0.1:{port}", settings, engine, log, stop, app)
+    url, stop = serve_in_thread(app)
+    return Running(url, settings, engine, log, stop, app)
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,8 @@ from chatbot.safety import render
 from chatbot.settings import ROOT
 from chatbot.store import VersionStore
 from chatbot.ui import safe_markdown, ui_text
-from tests.test_app import STAFF, free_port, running  # noqa: F401 - the session's app, started once
+from tests.conftest import free_port, serve_in_thread
+from tests.test_app import STAFF, running  # noqa: F401 - the session's app, started once
 
 QUESTION = "How long should I avoid washing my scalp after SMP?"
 FACT = "48 hours"
@@ -419,22 +420,11 @@ async def ask_in_page(url: str, question: str) -> str:
 @contextlib.contextmanager
 def serving(app):
     """An app on a free loopback port in this process (like the `running` fixture), stopped afterwards."""
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="app-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.05)
+    url, stop = serve_in_thread(app)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
-        server.should_exit = True
-        thread.join(15)
+        stop()
 
 
 @contextlib.contextmanager
