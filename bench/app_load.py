@@ -33,6 +33,7 @@ from bench.common import (
     save,
     save_plot,
     stats,
+    stop_process,
     wait_port,
 )
 
@@ -157,11 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 15)
     save(
         "app-load",
         {

@@ -32,6 +32,7 @@ from bench.common import (
     make_embedder,
     save,
     settings_for,
+    stop_process,
     wait_port,
 )
 from bench.latency import measure
@@ -136,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             result["server_rss_mb"] = round(psutil.Process(proc.pid).memory_info().rss / 2**20, 1)
             save("chroma-server", result)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 10)
     for size in result["server"]:
         e, s = result["embedded"][size], result["server"][size]
         result["server"][size]["p50_vs_embedded"] = round(s["ask_wall_ms"]["p50"] / e["ask_wall_ms"]["p50"], 2)

@@ -13,6 +13,7 @@ import platform
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -186,6 +187,16 @@ def wait_port(port: int, timeout: float, proc=None) -> bool:
         except OSError:
             time.sleep(0.3)
     return False
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Ask a child process to stop (SIGTERM); kill it if it has not stopped within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -45,7 +45,19 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import CONTENT, OUT, PYTHON, ROOT, WORK, child_env, free_port, machine, percentile, wait_port
+from bench.common import (
+    CONTENT,
+    OUT,
+    PYTHON,
+    ROOT,
+    WORK,
+    child_env,
+    free_port,
+    machine,
+    percentile,
+    stop_process,
+    wait_port,
+)
 from chatbot.settings import Settings
 
 # (first question, follow-up that only makes sense with the first, a fact only the history-aware answer has)
@@ -525,11 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(soak(url, pid, args.sessions, args.seconds, args.every, args.trace))
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, 20)
     backend = None if args.url else os.environ.get("CHATBOT_EMBED_BACKEND") or Settings.embed_backend
     result = {"benchmark": "soak", "machine": machine(), "app_ready_s": ready_s, "embed_backend": backend, **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 import app as webapp
+from bench.common import stop_process
 from bench.soak import ChatError, UiSession, chat_fn_index, run_event
 from chatbot.feedback import FeedbackLog
 from chatbot.safety import render
@@ -371,11 +372,7 @@ def test_app_py_on_a_corrupted_store_starts_stays_up_and_says_how_to_repair(buil
         assert httpx.get(url + "/healthz").json() == {"status": "ok"}
         assert process.poll() is None
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, 30)
 
 
 def test_start_up_never_builds_over_a_half_written_store(built, embedder, tmp_path):
