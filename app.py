@@ -30,9 +30,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
-from collections import OrderedDict  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -45,7 +43,7 @@ from starlette.routing import Mount  # noqa: E402
 from chatbot.feedback import FeedbackLog  # noqa: E402
 from chatbot.settings import Settings, SettingsError  # noqa: E402
 from chatbot.store import VersionStore  # noqa: E402
-from chatbot.ui import ui_text  # noqa: E402
+from chatbot.ui import RateLimiter, ui_text  # noqa: E402
 from chatbot.ui_consoles import CSS as CONSOLE_CSS  # noqa: E402
 from chatbot.ui_consoles import build_editor_app, build_staff_app  # noqa: E402
 from chatbot.ui_patient import CSS as PATIENT_CSS  # noqa: E402
@@ -93,35 +91,26 @@ QUEUE_ROUTES = ("/gradio_api/queue/join", "/gradio_api/call/", "/gradio_api/run/
 EXTRA_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
 
 
-class LoginGuard:
+class LoginGuard(RateLimiter):
     """After `attempts` wrong passwords for one user name within `window_s`, that name is refused, right
-    password or not, until the window has passed since its last failure: password guessing on the consoles
-    gets 5 tries per 15 minutes. Bounded memory: the most recent `max_names` names only."""
+    password or not, until its oldest counted failure is `window_s` old: password guessing on the consoles gets
+    5 tries per 15 minutes. The rate limiter's sliding window, keyed by user name; the most recent
+    `max_names` names only."""
 
     def __init__(self, attempts: int = 5, window_s: float = 900.0, max_names: int = 1000):
-        self.attempts, self.window_s, self.max_names = attempts, window_s, max_names
-        self._failures: OrderedDict[str, list[float]] = OrderedDict()
-        self._lock = threading.Lock()
+        super().__init__(attempts, window_s, max_names)
 
     def locked(self, name: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            recent = [t for t in self._failures.get(name, []) if now - t < self.window_s]
-            return len(recent) >= self.attempts
+        return self.used(name, now) >= self.per_minute
 
     def failed(self, name: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            recent = [t for t in self._failures.pop(name, []) if now - t < self.window_s][-self.attempts :]
-            self._failures[name] = [*recent, now]
-            while len(self._failures) > self.max_names:
-                self._failures.popitem(last=False)
+        self.allow(name, now)
 
 
 def staff_login(settings: Settings, guard: LoginGuard | None = None) -> Callable[[str, str], bool]:
     """Gradio auth: a user from CHATBOT_STAFF_USERS with the right password (constant-time compare), and
     not locked out by too many wrong passwords."""
-    guard = guard or LoginGuard()
+    guard = guard if guard is not None else LoginGuard()  # not `or`: an empty guard is falsy
 
     def check(username: str, password: str) -> bool:
         entry = settings.staff_users.get(username)
@@ -239,17 +228,21 @@ def forget_idle_sessions(blocks) -> int:
     return len(idle)
 
 
-def release_free_memory() -> None:
-    """Give memory that glibc keeps after a burst of traffic back to the system (no-op off glibc)."""
+def _glibc(function: str, *args: int) -> None:
+    """Call a glibc memory function; a no-op where the C library is not glibc."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        getattr(ctypes.CDLL("libc.so.6"), function)(*args)
+
+
+def release_free_memory() -> None:
+    """Give memory that glibc keeps after a burst of traffic back to the system."""
+    _glibc("malloc_trim", 0)
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
     """glibc gives threads that allocate at once their own malloc arenas (up to 8 per core); with the server's
     worker threads, free memory then fragments across them and RSS creeps up. Two arenas keep it compact."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX; before the worker threads start
+    _glibc("mallopt", -8, arenas)  # M_ARENA_MAX; before the worker threads start
 
 
 def housekeeping(blocks: list, every_s: float):

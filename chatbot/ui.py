@@ -125,6 +125,12 @@ class RateLimiter:
                 del self._seen[oldest]
             return allowed
 
+    def used(self, session: str, now: float | None = None) -> int:
+        """How many of `session`'s questions fall in the current window (nothing is recorded)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return sum(1 for t in self._seen.get(session, ()) if now - t < self.window_s)
+
     def __len__(self) -> int:
         return len(self._seen)
 
