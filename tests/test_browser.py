@@ -74,7 +74,9 @@ def ask(scope, question: str) -> None:
 def test_patient_asks_sees_answer_with_sources_and_leaves_feedback(open_page, running, tmp_path):  # noqa: F811
     page = open_page()
     page.get_by_text("How long should I avoid washing my scalp after SMP?").first.wait_for()  # example questions
-    assert page.locator("#disclaimer").get_by_text("I'm an automated assistant, not a clinician").is_visible()
+    disclaimer = page.locator("#disclaimer").get_by_text("I'm an automated assistant, not a clinician")
+    disclaimer.wait_for()  # is_visible() does not wait, and the page may still be rendering the disclaimer
+    assert disclaimer.is_visible()
     ask(page, "how long should I avoid washing my scalp after SMP?")
     answer = page.locator("#chat .bot-row").last
     answer.get_by_text("Avoid washing the treated area for 48 hours.").first.wait_for()
