@@ -42,7 +42,6 @@ from starlette.routing import Mount  # noqa: E402
 
 from chatbot.feedback import FeedbackLog  # noqa: E402
 from chatbot.settings import Settings, SettingsError  # noqa: E402
-from chatbot.store import VersionStore  # noqa: E402
 from chatbot.ui import RateLimiter, ui_text  # noqa: E402
 from chatbot.ui_consoles import CSS as CONSOLE_CSS  # noqa: E402
 from chatbot.ui_consoles import build_editor_app, build_staff_app  # noqa: E402
@@ -364,50 +363,16 @@ def _refuse(text: str):
 # ------------------------------------------------------------------ start-up
 
 
-def store_damage(settings: Settings) -> str | None:
-    """What is wrong with an existing store that a fresh build must not paper over, or None.
-
-    None also for a store that holds no index at all (a fresh install: the app builds one). A live pointer
-    naming a missing or unfinished version, a lost pointer, or built versions none of which is live (the safety
-    gate refused the last build) are not fixed at start-up: a silent rebuild would hide the damage and could
-    put an index before patients that no clinician approved."""
-    store = VersionStore(settings)
-    pointer = store.root / "live"
-    if pointer.exists():
-        if store.pointer("live") is None:
-            named = pointer.read_text(errors="replace").strip()[:40]
-            return f"the live pointer names {named or 'nothing'!r}, which is missing or half-written"
-        return None
-    try:
-        published = store.history()
-    except (OSError, ValueError):
-        return "the live pointer is missing and history.json is damaged"
-    if published:
-        return "the live pointer is missing although an index was published before"
-    versions = store.list_versions()
-    if versions:
-        return (
-            f"no version is live although the store holds {', '.join(versions[-3:])} (the last build was not "
-            "published, e.g. the safety gate refused it, or the live pointer was lost)"
-        )
-    return None
-
-
 def open_engine(settings: Settings, embedder=None):
-    """Load the model once; build the index only on a fresh install. Returns (engine, problem or None)."""
+    """Load the model once; on a fresh install, build the index through the safety gate (lifecycle).
+    Returns (engine, problem or None)."""
     from chatbot.answer import Engine
     from chatbot.embedding import Embedder
-    from chatbot.indexing import ingest
+    from chatbot.lifecycle import first_build
     from chatbot.llm import build_chat_model
 
     embedder = embedder or Embedder.from_settings(settings)
-    problem = store_damage(settings)
-    if problem is None and VersionStore(settings).pointer("live") is None:
-        log.info("no index yet: building it from %s", settings.content_dir)
-        try:
-            ingest(settings, lambda: embedder, skip_invalid=True)
-        except Exception as exc:  # noqa: BLE001 - serve "unavailable" and say why, rather than crash-loop
-            problem = f"the first index build failed: {exc.__class__.__name__}: {exc}"
+    problem = first_build(settings, embedder, actor="app start-up")
     return Engine(settings, embedder, build_chat_model(settings)), problem
 
 

@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 from chatbot.embedding import Embedder
-from chatbot.indexing import IngestRefused, ingest
-from chatbot.lifecycle import LifecycleError, audit_log, publish, rollback
+from chatbot.indexing import IngestRefused
+from chatbot.lifecycle import LifecycleError, rollback, stage_and_publish
 from chatbot.settings import Settings, SettingsError
-from chatbot.store import StoreError, VersionStore
+from chatbot.store import StoreError
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -39,7 +39,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     actor = args.by or getpass.getuser()
-    out: dict = {}
     try:
         settings = Settings.from_env(content_dir=args.content_dir, store_dir=args.store)
         if args.rollback:
@@ -52,44 +51,32 @@ def main(argv: list[str] | None = None) -> int:
                 embedder.append(Embedder.from_settings(settings))
             return embedder[0]
 
-        report = ingest(
+        outcome = stage_and_publish(
             settings,
             get_embedder,
+            actor,
+            publish_now=args.publish,
             dry_run=args.dry_run,
             rebuild=args.rebuild,
             skip_invalid=args.skip_invalid,
-            target="staging",
         )
-        out = report.to_json()
-        if not args.dry_run and report.version and (report.written or report.deleted or report.removed):
-            pages = {
-                p: VersionStore(settings).read_manifest(report.version)["pages"].get(p, {}).get("sha256")
-                for p in report.added + report.changed
-            }
-            audit_log(settings).record(actor, "stage", report.version, pages=pages, removed=report.removed)
-        first_install = VersionStore(settings).pointer("live") is None
-        if not args.dry_run and (args.publish or first_install):
-            from chatbot.gate import run_gate  # the answering engine: only imported when it is needed
-
-            gate = run_gate(settings, get_embedder())
-            out["gate"] = {"passed": gate.passed, "reasons": gate.reasons}
-            if not gate.passed:
-                audit_log(settings).record(actor, "gate_failed", report.version, reasons=gate.reasons)
-                print(gate.text(), file=sys.stderr)
-                _print(args, out, report.summary())
-                return 1
-            audit_log(settings).record(actor, "approve", report.version, gate="passed")
-            version, seconds = publish(settings, actor)
-            out["published"] = {"version": version, "seconds": round(seconds, 3)}
     except IngestRefused as exc:
         print(exc, file=sys.stderr)
         return _print(args, {"error": "invalid content", "invalid": [str(e) for e in exc.errors]}, None, code=2)
     except (SettingsError, StoreError, LifecycleError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    summary = report.summary()
-    if "published" in out:
-        summary += f"\npublished {out['published']['version']}: patients now see it"
+    report, gate = outcome.report, outcome.gate
+    out, summary = report.to_json(), report.summary()
+    if gate is not None:
+        out["gate"] = {"passed": gate.passed, "reasons": gate.reasons}
+        if not gate.passed:
+            print(gate.text(), file=sys.stderr)
+            _print(args, out, summary + "\nnot published: the safety gate refused staging; patients keep live")
+            return 1
+    if outcome.published:
+        out["published"] = {"version": outcome.published, "seconds": round(outcome.seconds, 3)}
+        summary += f"\npublished {outcome.published}: patients now see it"
     elif not args.dry_run:
         summary += "\nstaged: patients still see the live index; publish with 'python ingest.py --publish'"
     return _print(args, out, summary)

@@ -11,18 +11,30 @@ from pathlib import Path
 from chatbot.settings import Settings, SettingsError
 
 
-def build_engine(settings: Settings):
-    """Load the model once, build the index if there is none, and return a ready Engine."""
+class NoIndex(RuntimeError):
+    """There is no live index to answer from; the message says what to run."""
+
+
+def build_engine(settings: Settings, build: bool = False):
+    """Load the model once and return a ready Engine over the live index. Never publishes by itself: with no
+    live index it raises NoIndex, or with `build` stages and publishes a first build through the safety gate."""
     from chatbot.answer import Engine
     from chatbot.embedding import Embedder
-    from chatbot.indexing import ingest
+    from chatbot.lifecycle import first_build
     from chatbot.llm import build_chat_model
     from chatbot.store import VersionStore
 
+    if VersionStore(settings).pointer("live") is None and not build:
+        raise NoIndex(
+            f"{settings.store_dir}: no live index to answer from. Run 'python ingest.py' (it builds, checks with "
+            "the safety gate and publishes a first index), or add --build"
+        )
     embedder = Embedder.from_settings(settings)
     if VersionStore(settings).pointer("live") is None:
-        print("no index yet: building it from", settings.content_dir, file=sys.stderr)
-        ingest(settings, lambda: embedder, skip_invalid=True)
+        print("no live index yet: building it from", settings.content_dir, "through the safety gate", file=sys.stderr)
+        problem = first_build(settings, embedder, actor="ask --build")
+        if problem:
+            raise NoIndex(f"{settings.store_dir}: {problem}")
     return Engine(settings, embedder, build_chat_model(settings))
 
 
@@ -41,7 +53,7 @@ def _read_batch(path: Path) -> list[tuple[str, list]]:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    engine = build_engine(settings)
+    engine = build_engine(settings, args.build)
     if args.batch:
         for question, history in _read_batch(args.batch):
             print(json.dumps(engine.ask(question, history).to_json(), ensure_ascii=False), flush=True)
@@ -64,7 +76,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from chatbot.evaluation import evaluate
 
-    report = evaluate(build_engine(settings), baseline=not args.no_baseline)
+    report = evaluate(build_engine(settings, args.build), baseline=not args.no_baseline)
     if args.json:
         out = {k: v for k, v in vars(report).items() if k not in ("project", "baseline")}
         out["project"] = vars(report.project)
@@ -86,13 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     for p in (ask, ev):
         p.add_argument("--store", type=Path, help="index folder (default: .chroma/ or CHATBOT_STORE_DIR)")
         p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("--build", action="store_true", help="with no live index: build one through the safety gate")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env(store_dir=args.store)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return cmd_ask(args, settings) if args.command == "ask" else cmd_eval(args, settings)
+    try:
+        return cmd_ask(args, settings) if args.command == "ask" else cmd_eval(args, settings)
+    except NoIndex as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

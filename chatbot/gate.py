@@ -22,6 +22,7 @@ class GateReport:
     reasons: list[str] = field(default_factory=list)
     staging: Report | None = None
     live: Report | None = None
+    version: str | None = None  # the staging version this gate checked: only that version may be published
 
     def text(self) -> str:
         verdict = "PASSED: staging may be published" if self.passed else "BLOCKED: staging must not be published"
@@ -68,7 +69,8 @@ def check(staging: Report, live: Report | None) -> list[str]:
 def run_gate(settings: Settings, embedder: Embedder, cases: list[dict] | None = None) -> GateReport:
     """Evaluate staging (and live, if any) with the same cases and compare."""
     store = VersionStore(settings)
-    if store.pointer("staging") is None:
+    version = store.pointer("staging")
+    if version is None:
         return GateReport(False, ["nothing is staged; run 'python ingest.py' first"])
     cases = cases if cases is not None else load_golden()
     staging_engine = Engine(settings, embedder, pointer="staging")
@@ -82,7 +84,7 @@ def run_gate(settings: Settings, embedder: Embedder, cases: list[dict] | None = 
     reasons += [
         f"safety case failed: {r.id} ({r.reason})" for r in redteam.run(staging_engine, content_cases) if not r.passed
     ]
-    return GateReport(not reasons, reasons, staging, live)
+    return GateReport(not reasons, reasons, staging, live, version)
 
 
 def compare(live: Report, staging: Report) -> list[dict]:

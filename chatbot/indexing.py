@@ -147,17 +147,18 @@ def ingest(
     dry_run: bool = False,
     rebuild: bool = False,
     skip_invalid: bool = False,
-    target: str = "live",
     progress: bool | None = None,
 ) -> IngestReport:
-    """Run one ingest. `get_embedder` is only called when something must be embedded."""
+    """Run one ingest into the staging index. `get_embedder` is only called when something must be embedded.
+    Only `lifecycle.publish`, after the safety gate, makes a version live."""
+    target = "staging"
     started = time.perf_counter()
     store = VersionStore(settings)
     rules = rules_fingerprint(settings.chunk_chars)
     with store.ingest_lock():
         if not dry_run:
             store.clean_incomplete()
-        base = None if rebuild else store.pointer(target) or (store.pointer("live") if target != "live" else None)
+        base = None if rebuild else store.pointer(target) or store.pointer("live")
         old_manifest = store.read_manifest(base)
         same_rules = old_manifest.get("rules") == rules
         known = {path: page["sha256"] for path, page in old_manifest["pages"].items()} if same_rules else {}

@@ -1,17 +1,22 @@
-"""Content lifecycle: an ingest goes to staging; a clinician publishes staging to live after the safety gate;
-the previous live version is kept and can be restored. Versions are numbered; history.json lists every publish.
+"""Content lifecycle, the one publish policy: stage -> safety gate -> publish -> rollback, audit included.
 
-Publishing is one atomic pointer replacement (store.set_pointer), so patients never see a half-built index.
+An ingest only ever builds staging (`stage`). Staging becomes live only through `publish`, which takes the
+passed `GateReport` of that very staging version: nothing can publish without the gate. `stage_and_publish` is
+the sequence `ingest.py` and the app's first start use; the consoles call `stage`, `check` and `publish`.
+The previous live version is kept and can be restored (`rollback`). Versions are numbered; history.json lists
+every publish. Publishing is one atomic pointer replacement, so patients never see a half-built index.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from chatbot.audit import AuditLog
+from chatbot.indexing import IngestReport, ingest
 from chatbot.settings import Settings
 from chatbot.store import StoreError, VersionStore
 
@@ -35,12 +40,42 @@ def page_hashes(store: VersionStore, version: str) -> dict[str, str]:
     return {path: page["sha256"] for path, page in store.read_manifest(version)["pages"].items()}
 
 
-def publish(settings: Settings, actor: str) -> tuple[str, float]:
-    """Make staging live (atomically); returns (version, seconds). The caller has run the gate."""
+def stage(settings: Settings, get_embedder: Callable, actor: str, **options) -> IngestReport:
+    """Ingest the content folder into staging (patients keep live) and audit what was staged.
+    `options` go to `indexing.ingest` (dry_run, rebuild, skip_invalid, progress)."""
+    report = ingest(settings, get_embedder, **options)
+    if not report.dry_run and report.version and (report.written or report.deleted or report.removed):
+        pages = VersionStore(settings).read_manifest(report.version)["pages"]
+        hashes = {p: pages.get(p, {}).get("sha256") for p in report.added + report.changed}
+        audit_log(settings).record(actor, "stage", report.version, pages=hashes, removed=report.removed)
+    return report
+
+
+def check(settings: Settings, embedder, actor: str, cases: list[dict] | None = None):
+    """Run the safety gate on staging (against live); a refusal is audited with its reasons."""
+    from chatbot.gate import run_gate  # the answering engine: imported only when a gate runs
+
+    gate = run_gate(settings, embedder, cases)
+    if not gate.passed and gate.version:
+        audit_log(settings).record(actor, "gate_failed", gate.version, reasons=gate.reasons)
+    return gate
+
+
+def publish(settings: Settings, actor: str, gate) -> tuple[str, float]:
+    """Make staging live (atomically) after `gate`, the passed safety gate of this very staging version;
+    returns (version, seconds)."""
     store = VersionStore(settings)
     version = store.pointer("staging")
     if version is None:
         raise LifecycleError("nothing is staged; run 'python ingest.py' first")
+    if gate is None or not gate.passed:
+        raise LifecycleError("the safety gate has not passed staging; run 'python ingest.py --publish' to check it")
+    if gate.version != version:
+        raise LifecycleError(
+            f"the safety gate checked {gate.version}, but staging is now {version}; run the gate again"
+        )
+    audit = audit_log(settings)
+    audit.record(actor, "approve", version, gate="passed")
     started = time.perf_counter()
     with store.ingest_lock():
         previous = store.pointer("live")
@@ -48,8 +83,34 @@ def publish(settings: Settings, actor: str) -> tuple[str, float]:
         store.append_history({"version": version, "previous": previous, "by": actor, "at": _now()})
         store.prune(settings.keep_versions)
     seconds = time.perf_counter() - started
-    audit_log(settings).record(actor, "publish", version, previous=previous, pages=page_hashes(store, version))
+    audit.record(actor, "publish", version, previous=previous, pages=page_hashes(store, version))
     return version, seconds
+
+
+@dataclass
+class Outcome:
+    """What `stage_and_publish` did: the staging report, the gate (when it ran) and the published version."""
+
+    report: IngestReport
+    gate: object | None = None
+    published: str | None = None
+    seconds: float = 0.0
+
+
+def stage_and_publish(
+    settings: Settings, get_embedder: Callable, actor: str, *, publish_now: bool = False, **options
+) -> Outcome:
+    """Stage the content; then, when asked (or when nothing is live yet: a fresh install), run the safety gate
+    and publish staging only if it passes."""
+    report = stage(settings, get_embedder, actor, **options)
+    outcome = Outcome(report)
+    first_install = VersionStore(settings).pointer("live") is None
+    if report.dry_run or not (publish_now or first_install):
+        return outcome
+    outcome.gate = check(settings, get_embedder(), actor)
+    if outcome.gate.passed:
+        outcome.published, outcome.seconds = publish(settings, actor, outcome.gate)
+    return outcome
 
 
 def rollback(settings: Settings, actor: str) -> tuple[str, float]:
@@ -103,3 +164,47 @@ def status(settings: Settings) -> dict:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def store_damage(settings: Settings) -> str | None:
+    """What is wrong with an existing store that a fresh build must not paper over, or None.
+
+    None also for a store that holds no index at all (a fresh install: the app builds one). A live pointer
+    naming a missing or unfinished version, a lost pointer, or built versions none of which is live (the safety
+    gate refused the last build) are not fixed at start-up: a silent rebuild would hide the damage and could
+    put an index before patients that no clinician approved."""
+    store = VersionStore(settings)
+    pointer = store.root / "live"
+    if pointer.exists():
+        if store.pointer("live") is None:
+            named = pointer.read_text(errors="replace").strip()[:40]
+            return f"the live pointer names {named or 'nothing'!r}, which is missing or half-written"
+        return None
+    try:
+        published = store.history()
+    except (OSError, ValueError):
+        return "the live pointer is missing and history.json is damaged"
+    if published:
+        return "the live pointer is missing although an index was published before"
+    versions = store.list_versions()
+    if versions:
+        return (
+            f"no version is live although the store holds {', '.join(versions[-3:])} (the last build was not "
+            "published, e.g. the safety gate refused it, or the live pointer was lost)"
+        )
+    return None
+
+
+def first_build(settings: Settings, embedder, actor: str) -> str | None:
+    """A fresh install (no index at all) is staged and published through the safety gate; an existing store is
+    never rebuilt here. Returns what keeps patients from being served, or None."""
+    problem = store_damage(settings)
+    if problem is not None or VersionStore(settings).pointer("live") is not None:
+        return problem
+    try:
+        outcome = stage_and_publish(settings, lambda: embedder, actor, skip_invalid=True)
+    except Exception as exc:  # noqa: BLE001 - serve "unavailable" and say why, rather than crash-loop
+        return f"the first index build failed: {exc.__class__.__name__}: {exc}"
+    if outcome.gate is not None and not outcome.gate.passed:
+        return "the safety gate refused the first build: " + "; ".join(outcome.gate.reasons[:5])
+    return None

@@ -1,7 +1,7 @@
 """The editor console (login required), plus the lifecycle views both consoles share: plain functions, then
 thin Gradio Blocks.
 
-Editors change pages and stage them (`ingest(..., target="staging")`); patients keep the live version until a
+Editors change pages and stage them (`lifecycle.stage`); patients keep the live version until a
 clinician publishes staging from the staff console. Everything content-derived that is shown goes through
 `safe_markdown`/`html.escape` or into plain-text cells.
 """
@@ -21,7 +21,7 @@ import gradio as gr
 
 from chatbot.chunking import chunk_page
 from chatbot.indexing import IngestRefused, IngestReport, ingest
-from chatbot.lifecycle import audit_log, overdue_pages, status
+from chatbot.lifecycle import overdue_pages, stage, status
 from chatbot.loading import InvalidContent, content_files, load_page
 from chatbot.settings import Settings
 from chatbot.store import StoreError, VersionStore
@@ -235,7 +235,7 @@ def preview_chunks(settings: Settings, rel: str, text: str) -> tuple[str, list[l
 
 def dry_run(settings: Settings, engine) -> str:
     try:
-        return ingest(settings, lambda: engine.embedder, dry_run=True, skip_invalid=True, target="staging").summary()
+        return ingest(settings, lambda: engine.embedder, dry_run=True, skip_invalid=True).summary()
     except (StoreError, FileNotFoundError) as exc:
         return f"Dry run failed: {exc}"
 
@@ -276,7 +276,7 @@ def reindex(settings: Settings, engine, on_progress: Callable[[float, str], None
     """Stage the content folder in a worker thread with the engine's embedder; patients keep the live version."""
     on_progress(0.02, "checking pages")
     try:
-        todo = ingest(settings, lambda: engine.embedder, dry_run=True, skip_invalid=True, target="staging").written
+        todo = ingest(settings, lambda: engine.embedder, dry_run=True, skip_invalid=True).written
     except (StoreError, FileNotFoundError) as exc:
         return f"Re-index failed: {exc}"
     counter = _CountingEmbedder(engine.embedder)
@@ -284,7 +284,7 @@ def reindex(settings: Settings, engine, on_progress: Callable[[float, str], None
 
     def work() -> None:
         try:
-            outcome["report"] = ingest(settings, lambda: counter, skip_invalid=True, target="staging")
+            outcome["report"] = stage(settings, lambda: counter, actor, skip_invalid=True)
         except (IngestRefused, StoreError, FileNotFoundError, RuntimeError) as exc:
             outcome["error"] = exc
 
@@ -298,9 +298,6 @@ def reindex(settings: Settings, engine, on_progress: Callable[[float, str], None
         return f"Re-index failed; staging and the live version are unchanged: {outcome['error']}"
     report: IngestReport = outcome["report"]
     if report.version and (report.written or report.deleted or report.removed or report.changed):
-        pages = VersionStore(settings).read_manifest(report.version)["pages"]
-        hashes = {p: pages.get(p, {}).get("sha256") for p in report.added + report.changed}
-        audit_log(settings).record(actor, "stage", report.version, pages=hashes, removed=report.removed)
         head = f"Re-indexed into staging as {report.version}."
     else:
         head = f"Re-indexed: nothing changed, staging is {report.version or 'empty'}."

@@ -21,7 +21,7 @@ from chatbot.answer import Answer, Engine
 from chatbot.evaluation import evaluate
 from chatbot.feedback import FeedbackLog, group_unanswered, reason, write_csv
 from chatbot.gate import GateReport, compare, run_gate
-from chatbot.lifecycle import LifecycleError, audit_log, publish, rollback, status
+from chatbot.lifecycle import LifecycleError, audit_log, check, publish, rollback, status
 from chatbot.settings import Settings
 from chatbot.store import StoreBusy, StoreError, VersionStore
 from chatbot.ui import safe_markdown
@@ -232,18 +232,12 @@ def publish_action(settings: Settings, embedder, user: str, cases: list[dict] | 
         return "Nothing is staged: an editor re-indexes first."
     if staged == state.get("live"):
         return f"Nothing to publish: staging is the live version ({staged})."
-    gate = run_gate(settings, embedder, cases)
-    audit = audit_log(settings)
+    gate = check(settings, embedder, user, cases)
     if not gate.passed:
-        audit.record(user, "gate_failed", staged, reasons=gate.reasons)
         blocked = f"Not published: the safety gate blocked staging {staged}. Patients keep the live version."
         return f"{blocked}\n{gate.text()}"
-    now = VersionStore(settings).pointer("staging")
-    if now != staged:
-        return f"Not published: staging changed from {staged} to {now} while the gate ran; check it and try again."
-    audit.record(user, "approve", staged, gate="passed", reasons=gate.reasons)
     try:
-        version, seconds = publish(settings, user)
+        version, seconds = publish(settings, user, gate)
     except StoreBusy:
         return "Not published: a re-index is running; try again when it has finished."
     except (LifecycleError, StoreError) as exc:

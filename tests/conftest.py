@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.embedding import Embedder
-from chatbot.indexing import ingest
+from chatbot.lifecycle import stage_and_publish
 from chatbot.settings import ROOT, Settings
 
 CONTENT = ROOT / "content"
@@ -48,7 +48,7 @@ def built(tmp_path_factory, embedder) -> Settings:
     """The real content/ ingested into a real Chroma store, read-only for the tests that use it."""
     root = tmp_path_factory.mktemp("built")
     settings = settings_for(CONTENT, root / "store")
-    ingest(settings, lambda: embedder)
+    publish_content(settings, embedder)
     return settings
 
 
@@ -57,6 +57,13 @@ def engine(built, embedder):
     from chatbot.answer import Engine
 
     return Engine(built, embedder)
+
+
+def publish_content(settings: Settings, embedder: Embedder, actor: str = "test-clinician") -> str:
+    """Stage the settings' content folder and publish it through the safety gate, as a clinic would."""
+    outcome = stage_and_publish(settings, lambda: embedder, actor, publish_now=True)
+    assert outcome.published, outcome.gate.text() if outcome.gate else "nothing was published"
+    return outcome.published
 
 
 def free_port() -> int:

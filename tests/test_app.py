@@ -24,11 +24,10 @@ import app as webapp
 from chatbot.answer import Engine
 from chatbot.evaluation import load_golden
 from chatbot.feedback import FeedbackLog
-from chatbot.indexing import ingest
 from chatbot.safety import render
 from chatbot.settings import ROOT, Settings
 from chatbot.ui import RateLimiter, Reply, reply_messages, safe_markdown, ui_text
-from tests.conftest import CONTENT, free_port, serve_in_thread, settings_for
+from tests.conftest import CONTENT, free_port, publish_content, serve_in_thread, settings_for
 
 STAFF = {"ana": ("ana-secret-1", "clinician"), "bo": ("bo-secret-2", "editor")}
 RATE_LIMIT = 8
@@ -67,7 +66,7 @@ def start_app(root: Path, embedder) -> Running:
     settings = settings_for(
         content, root / "store", staff_users=STAFF, rate_limit_per_minute=RATE_LIMIT, housekeeping_s=1.0
     )
-    ingest(settings, lambda: embedder)
+    publish_content(settings, embedder)
     engine = Engine(settings, embedder)
     log = webapp.feedback_log_for(settings)
     app = webapp.create_app(settings, engine, log)

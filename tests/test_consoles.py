@@ -17,7 +17,7 @@ from chatbot.answer import Engine
 from chatbot.evaluation import load_golden
 from chatbot.gate import GateReport
 from chatbot.indexing import ingest
-from chatbot.lifecycle import audit_log, publish, rollback
+from chatbot.lifecycle import audit_log, rollback
 from chatbot.store import VersionStore
 from chatbot.ui_consoles import (
     audit_rows,
@@ -32,7 +32,7 @@ from chatbot.ui_consoles import (
     status_line,
     versions_view,
 )
-from tests.conftest import CONTENT, settings_for
+from tests.conftest import CONTENT, publish_content, settings_for
 from tests.test_app import POISON, STAFF, client, running  # noqa: F401 - the session's app, started once
 
 CASE_IDS = {"before-the-procedure-10", "aftercare-02", "redflag-01", "crisis-01", "dose-01", "injection-01"}
@@ -71,8 +71,7 @@ def base_store(tmp_path_factory, embedder):
     """content/ staged and published once (v000001); each test works on its own copy of this store."""
     root = tmp_path_factory.mktemp("consoles")
     settings = settings_for(CONTENT, root / "store")
-    ingest(settings, lambda: embedder, target="staging")
-    publish(settings, "dr-first")
+    publish_content(settings, embedder, "dr-first")
     return root / "store"
 
 
@@ -246,4 +245,4 @@ def test_running_app_editor_stages_is_refused_publish_clinician_publishes_and_ro
         page.write_text(original)
         if VersionStore(settings).pointer("live") != live_before:
             rollback(settings, "test-cleanup")
-        ingest(settings, lambda: running.engine.embedder, skip_invalid=True, target="staging")  # staging = folder
+        ingest(settings, lambda: running.engine.embedder, skip_invalid=True)  # staging = folder

@@ -35,7 +35,7 @@ def own_store(content_copy, tmp_path, embedder):
 @pytest.mark.parametrize("damage", ["chunks", "lexical", "manifest", "chroma", "pointer"])
 def test_damaged_store_answers_unavailable_and_says_how_to_rebuild(own_store, embedder, damage):
     store = VersionStore(own_store)
-    version_dir = store.path(store.pointer())
+    version_dir = store.path(store.pointer("staging"))
     if damage == "chunks":
         (version_dir / "chunks.jsonl").write_text('{"id": "half-writ')
     elif damage == "lexical":
@@ -45,14 +45,14 @@ def test_damaged_store_answers_unavailable_and_says_how_to_rebuild(own_store, em
     elif damage == "chroma":
         (version_dir / "chroma" / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
     else:
-        (own_store.store_dir / "live").write_text("v999999\n")
-    engine = Engine(own_store, embedder)
+        (own_store.store_dir / "staging").write_text("v999999\n")
+    engine = Engine(own_store, embedder, pointer="staging")
     answer = engine.ask(QUESTION)
     _assert_unavailable(answer)
     assert "rebuild" in answer.why or "ingest" in answer.why or "store error" in answer.why
     assert engine.ask("hello").mode == "triage"  # the rest of the chat keeps working
     ingest(own_store, lambda: embedder, rebuild=True)
-    assert "48 hours" in Engine(own_store, embedder).ask(QUESTION).text
+    assert "48 hours" in Engine(own_store, embedder, pointer="staging").ask(QUESTION).text
 
 
 @pytest.mark.slow
@@ -69,7 +69,7 @@ def test_chroma_server_down_then_back(content_copy, tmp_path, embedder):
             content_copy, tmp_path / "store", chroma_host="127.0.0.1", chroma_port=port, store_timeout_s=3.0
         )
         ingest(settings, lambda: embedder)
-        engine = Engine(settings, embedder)
+        engine = Engine(settings, embedder, pointer="staging")
         assert "48 hours" in engine.ask(QUESTION).text
         server.terminate()
         server.wait(timeout=30)
@@ -102,7 +102,7 @@ def test_hung_chroma_server_is_cut_off_by_the_time_limit(own_store, embedder):
     thread.start()
     try:
         hung = own_store.with_(chroma_host="127.0.0.1", chroma_port=listener.getsockname()[1], store_timeout_s=1.0)
-        engine = Engine(hung, embedder)
+        engine = Engine(hung, embedder, pointer="staging")
         started = time.perf_counter()
         _assert_unavailable(engine.ask(QUESTION))
         assert time.perf_counter() - started < 3
@@ -140,7 +140,7 @@ def test_poisoned_page_is_flagged_and_its_instructions_and_markup_never_reach_a_
     flagged = " ".join(w for w in report.warnings if w.startswith("offer.md: "))
     for kind in ("<script>", "<iframe>", "<form>", "images removed", "instruction to the chatbot"):
         assert kind in flagged, report.warnings
-    engine = Engine(settings, embedder)
+    engine = Engine(settings, embedder, pointer="staging")
     for question in (
         "what is the special offer?",
         "should I stop my medicines before a visit?",

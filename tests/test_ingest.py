@@ -19,7 +19,7 @@ from chatbot.loading import scan_folder
 from chatbot.retrieval import Index, LiveIndex, retrieve
 from chatbot.settings import ROOT
 from chatbot.store import VersionStore
-from tests.conftest import free_port, settings_for, spawn_ingest, start_chroma
+from tests.conftest import free_port, publish_content, settings_for, spawn_ingest, start_chroma
 
 PY = sys.executable
 
@@ -30,11 +30,11 @@ def run_ingest(settings, embedder, **kw):
 
 def chunk_texts(settings) -> dict[str, str]:
     store = VersionStore(settings)
-    return {cid: row["text"] for cid, row in read_chunks(store, store.pointer()).items()}
+    return {cid: row["text"] for cid, row in read_chunks(store, store.pointer("staging")).items()}
 
 
 def top_texts(settings, embedder, question: str, k: int = 4) -> list[str]:
-    index = LiveIndex(settings).get()
+    index = LiveIndex(settings, "staging").get()
     return [h.text for h in retrieve(index, question, embedder.query_vector(question), k)]
 
 
@@ -67,7 +67,7 @@ def test_edit_one_page_changes_only_its_chunks(content_copy, tmp_path, embedder)
     changed = set(before) ^ set(after)
     sources = {
         row["metadata"]["source"]
-        for row in read_chunks(VersionStore(settings), VersionStore(settings).pointer()).values()
+        for row in read_chunks(VersionStore(settings), VersionStore(settings).pointer("staging")).values()
         if row["id"] in changed
     }
     assert sources <= {"aftercare.md"}
@@ -87,7 +87,7 @@ def test_incremental_ingest_reads_only_changed_pages_and_equals_a_full_rebuild(c
     settings = settings_for(content_copy, tmp_path / "store")
     run_ingest(settings, embedder)
     store = VersionStore(settings)
-    manifest = store.read_manifest(store.pointer())
+    manifest = store.read_manifest(store.pointer("staging"))
     known = {path: page["sha256"] for path, page in manifest["pages"].items()}
 
     page = content_copy / "aftercare.md"
@@ -102,8 +102,13 @@ def test_incremental_ingest_reads_only_changed_pages_and_equals_a_full_rebuild(c
     fresh = settings_for(content_copy, tmp_path / "fresh")
     rebuilt = run_ingest(fresh, embedder, rebuild=True)
     assert rebuilt.warnings == report.warnings and rebuilt.total == report.total
-    assert read_chunks(store, store.pointer()) == read_chunks(VersionStore(fresh), VersionStore(fresh).pointer())
-    incremental, scratch = Index(store, store.pointer()), Index(VersionStore(fresh), VersionStore(fresh).pointer())
+    assert read_chunks(store, store.pointer("staging")) == read_chunks(
+        VersionStore(fresh), VersionStore(fresh).pointer("staging")
+    )
+    incremental, scratch = (
+        Index(store, store.pointer("staging")),
+        Index(VersionStore(fresh), VersionStore(fresh).pointer("staging")),
+    )
     for question in ("washing the scalp after 72 hours", "gym sweat", "how much does it cost", "asprin"):
         assert np.allclose(incremental.lexical.scores(question), scratch.lexical.scores(question), atol=1e-5)
         assert top_texts(settings, embedder, question) == top_texts(fresh, embedder, question)
@@ -124,7 +129,7 @@ def test_delete_and_rename_pages(content_copy, tmp_path, embedder):
     (content_copy / "aftercare.md").rename(content_copy / "after-smp.md")
     report = run_ingest(settings, embedder)
     assert sorted(report.removed) == ["aftercare.md", "cost.md"] and report.added == ["after-smp.md"]
-    rows = read_chunks(VersionStore(settings), VersionStore(settings).pointer()).values()
+    rows = read_chunks(VersionStore(settings), VersionStore(settings).pointer("staging")).values()
     sources = {r["metadata"]["source"] for r in rows}
     assert "cost.md" not in sources and "aftercare.md" not in sources and "after-smp.md" in sources
     index = LiveIndex(settings).get()
@@ -151,7 +156,9 @@ def test_bad_file_refuses_before_writing_and_skip_invalid_ingests_the_rest(conte
     with pytest.raises(IngestRefused) as refused:
         run_ingest(settings, embedder)
     assert [e.path for e in refused.value.errors] == [name]
-    assert VersionStore(settings).pointer() == good.version and VersionStore(settings).list_versions() == [good.version]
+    assert VersionStore(settings).pointer("staging") == good.version and VersionStore(settings).list_versions() == [
+        good.version
+    ]
     report = run_ingest(settings, embedder, skip_invalid=True)
     assert report.added == ["new-page.md"] and [e.path for e in report.invalid] == [name]
 
@@ -214,7 +221,7 @@ def test_dry_run_writes_nothing(content_copy, tmp_path, embedder):
     report = run_ingest(settings, embedder, dry_run=True)
     assert report.removed == ["cost.md"] and report.deleted > 0 and report.dry_run
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "store").rglob("*")) == snapshot
-    assert VersionStore(settings).pointer() == first.version
+    assert VersionStore(settings).pointer("staging") == first.version
 
 
 def test_rebuild_starts_from_empty(content_copy, tmp_path, embedder):
@@ -239,11 +246,11 @@ def test_sigkill_mid_ingest_leaves_live_index_whole_and_next_run_completes(conte
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     store = VersionStore(settings)
-    assert store.pointer() == good.version
+    assert store.pointer("staging") == good.version
     hits = top_texts(settings, embedder, "how long should I avoid washing my scalp")
     assert any("48 hours" in t for t in hits)
     report = run_ingest(settings, embedder)
-    assert len(report.added) == 250 and store.pointer() == report.version
+    assert len(report.added) == 250 and store.pointer("staging") == report.version
     assert all((p / "COMPLETE").exists() for p in store.versions.iterdir())  # the half-built one was cleaned up
     assert Index(store, report.version).collection.count() == report.total
 
@@ -251,7 +258,7 @@ def test_sigkill_mid_ingest_leaves_live_index_whole_and_next_run_completes(conte
 @pytest.mark.slow
 def test_queries_keep_working_while_an_ingest_runs_in_another_process(content_copy, tmp_path, embedder):
     settings = settings_for(content_copy, tmp_path / "store")
-    first = run_ingest(settings, embedder)
+    first = publish_content(settings, embedder)
     write_corpus(content_copy / "bulk", 60)
     live = LiveIndex(settings)
     proc = spawn_ingest(content_copy, settings.store_dir)
@@ -259,13 +266,13 @@ def test_queries_keep_working_while_an_ingest_runs_in_another_process(content_co
     answered = 0
     while proc.poll() is None:
         index = live.get()
-        assert index.version == first.version and retrieve(index, "washing", vec, 3)
+        assert index.version == first and retrieve(index, "washing", vec, 3)
         answered += 1
     assert proc.returncode == 0 and answered > 10
     store = VersionStore(settings)
-    assert store.pointer("staging") != first.version and store.pointer("live") == first.version
+    assert store.pointer("staging") != first and store.pointer("live") == first
     store.set_pointer(store.pointer("staging"), "live")  # what a publish does
-    assert live.get().version != first.version and retrieve(live.get(), "washing", vec, 3)
+    assert live.get().version != first and retrieve(live.get(), "washing", vec, 3)
 
 
 @pytest.mark.slow
@@ -281,7 +288,7 @@ def test_server_mode_against_a_real_chroma_run(content_copy, tmp_path, embedder)
         assert second.removed == ["cost.md"]
         hits = top_texts(settings, embedder, "how long should I avoid washing my scalp")
         assert any("48 hours" in t for t in hits)
-        assert LiveIndex(settings).get().collection.count() == second.total
+        assert LiveIndex(settings, "staging").get().collection.count() == second.total
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -27,9 +27,10 @@ WASH_Q = "When can I wash my hair after SMP?"
 def published(content_copy, tmp_path, embedder):
     """Content staged and published once, as a clinic would have it running."""
     settings = settings_for(content_copy, tmp_path / "store")
-    ingest(settings, lambda: embedder, target="staging")
-    assert run_gate(settings, embedder).passed
-    publish(settings, "dr-first")
+    ingest(settings, lambda: embedder)
+    gate = run_gate(settings, embedder)
+    assert gate.passed, gate.text()
+    publish(settings, "dr-first", gate)
     return settings
 
 
@@ -41,7 +42,7 @@ def test_edit_removing_the_48_hour_washing_rule_is_blocked(published, embedder):
             "Do not wash the treated part of your scalp until 48 hours have passed.", ""
         )
     )
-    ingest(published, lambda: embedder, target="staging")
+    ingest(published, lambda: embedder)
     gate = run_gate(published, embedder)
     assert not gate.passed
     assert any("48 hours" in reason and "lost facts" in reason for reason in gate.reasons), gate.text()
@@ -59,13 +60,13 @@ def test_harmless_edit_passes_is_published_and_rollback_restores(published, embe
     )
     assert edited != page.read_text()
     page.write_text(edited)
-    ingest(published, lambda: embedder, target="staging")
+    ingest(published, lambda: embedder)
     assert "3-4 hours at the clinic" not in engine.ask("How long does one SMP session take?").text  # staged only
     gate = run_gate(published, embedder)
     assert gate.passed, gate.text()
     diffs = [row for row in compare(gate.live, gate.staging) if row["changed"]]
     assert all("<ins>" in row["diff"] or "<del>" in row["diff"] for row in diffs)
-    version, seconds = publish(published, "dr-approver")
+    version, seconds = publish(published, "dr-approver", gate)
     after = engine.ask("How long does one SMP session take?").text
     assert "3-4 hours at the clinic" in after and seconds < 1.0
     restored, seconds = rollback(published, "dr-approver")
@@ -80,7 +81,8 @@ def test_harmless_edit_passes_is_published_and_rollback_restores(published, embe
 def test_queries_never_fail_during_publish_and_rollback(published, embedder):
     page = published.content_dir / "cost.md"
     page.write_text(page.read_text().replace("So treat the first figure", "So please treat the first figure"))
-    ingest(published, lambda: embedder, target="staging")
+    ingest(published, lambda: embedder)
+    gate = run_gate(published, embedder)
     engine = Engine(published, embedder)
     errors, answers, stop = [], [], threading.Event()
 
@@ -97,7 +99,7 @@ def test_queries_never_fail_during_publish_and_rollback(published, embedder):
     for t in threads:
         t.start()
     for _ in range(15):
-        publish(published, "dr")
+        publish(published, "dr", gate)
         time.sleep(0.05)
         rollback(published, "dr")
         time.sleep(0.05)
