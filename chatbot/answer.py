@@ -6,6 +6,7 @@ that the extractive path could give, and is checked before a patient sees it.
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -13,13 +14,21 @@ from datetime import date
 
 from langchain_core.language_models import BaseChatModel
 
-from chatbot import compose, llm
+from chatbot import compose, language, llm
 from chatbot.conversation import History, standalone
 from chatbot.embedding import Embedder
+from chatbot.lexical import tokens
 from chatbot.retrieval import Hit, Index, LiveIndex, is_covered, retrieve
 from chatbot.safety import Triage, Triager, render
 from chatbot.settings import Settings
 from chatbot.store import StoreError
+
+CLARIFY_MARGIN = 0.01  # two different sections this close (fused score): ask which one the patient means
+# "Since SMP needs no anaesthesia, can I drive home?": the premise is a part of its own, so that the page that
+# speaks to it (local anaesthesia) is quoted too, and its words are never echoed as "not covered".
+PREMISE = re.compile(r"^\s*(?:since|as|because|given that|considering)\b([^,?]{6,}),\s*(.+)$", re.I)
+PART_BAR = 0.1  # a part of a question brings its own section only this far above the relevance floor
+PART_SPLIT = re.compile(r"\s*(?:\?|;|\band also\b|\balso\b|\band\b|\baur\b|और|\bplus\b|\bas well as\b)\s*", re.I)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,20 @@ class Flags:
     escalated: bool = False
     out_of_scope: bool = False
     refused: bool = False
+    watch: bool = False  # a symptom the pages do not answer: "contact the clinic today" and what to watch for
+    clarify: bool = False  # two sections fit about equally: the patient is asked to choose
+    partial: bool = False  # the pages answer only part of the question; the answer says which part they don't
+    lang: str = "en"  # the patient's language: en, hinglish or hi
+
+
+@dataclass(frozen=True)
+class Option:
+    """One choice of a clarification: answering it quotes that section."""
+
+    n: int
+    title: str
+    section: str
+    chunk_id: str
 
 
 @dataclass
@@ -60,6 +83,9 @@ class Answer:
     why: str = ""  # one line for staff: why the bot answered, declined or escalated
     timings_ms: dict[str, float] = field(default_factory=dict)
     index_version: str | None = None
+    options: list[Option] = field(default_factory=list)  # clarification choices
+    related: list[str] = field(default_factory=list)  # follow-up questions from neighbouring sections
+    uncovered: str = ""  # what the pages do not cover, when they answer only part of the question
 
     @property
     def latency_ms(self) -> float:
@@ -76,12 +102,15 @@ class Answer:
             ],
             "mode": self.mode,
             "flags": asdict(self.flags),
+            "lang": self.flags.lang,
+            "options": [asdict(o) for o in self.options],
+            "related": self.related,
             "latency_ms": self.latency_ms,
         }
 
 
 _STORE_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
-TRIAGE_ONLY = ("emergency", "crisis", "injection", "offtopic", "greeting", "thanks")
+TRIAGE_ONLY = ("emergency", "crisis", "symptom", "injection", "offtopic", "greeting", "thanks")
 
 
 class Engine:
@@ -101,21 +130,24 @@ class Engine:
         self.index = LiveIndex(settings, pointer)
         self.triager = triager or Triager(embedder.encode)
         self.chat_model = chat_model
-        self.deferral = render("deferral", settings)
+        self.deferral = render("deferral", settings)  # English; `_deferral(lang)` for the patient's language
         self.system = llm.system_prompt(settings.clinic_name, self.deferral)
         self.today: date | None = None  # fixed in tests; None means the real date
 
-    def ask(self, question: str, history: History | None = None) -> Answer:
+    def ask(self, question: str, history: History | None = None, choose: str | None = None) -> Answer:
+        """Answer one patient message. `choose`: the chunk id of a clarification option the patient picked."""
         question = " ".join(question.split())[: self.settings.max_question_chars]
         history = history or []
         clock = _Clock()
+        lang = conversation_language(question, history)
         query = standalone(question, history)
-        vec = self.embedder.query_vector(query)
+        vec = self.embedder.query_vector(language.to_latin(query))
         clock.lap("embed")
-        verdict = self.triager.triage(question, vec if query == question else self.embedder.query_vector(question))
+        own = vec if query == question else self.embedder.query_vector(language.to_latin(question))
+        verdict = self.triager.triage(question, own)
         clock.lap("triage")
-        if verdict.category in TRIAGE_ONLY:
-            return self._triage_answer(question, verdict, clock)
+        if verdict.category in TRIAGE_ONLY and not verdict.soft:
+            return self._triage_answer(question, verdict, clock, lang)
         try:
             index, hits = self._retrieve(query, vec)
         except Exception as exc:  # noqa: BLE001 - a damaged store or a down/slow Chroma server: no stack trace
@@ -133,9 +165,15 @@ class Engine:
         if not self.settings.serve_overdue:
             today = (self.today or date.today()).isoformat()
             hits = [h for h in hits if not (h.metadata.get("review_due") and h.metadata["review_due"] < today)]
+        if choose and choose in index.chunks:
+            hits = [h for h in hits if h.chunk_id == choose] or [_chosen(index, choose)]
         clock.lap("retrieve")
-        answer = self._grounded(question, query, verdict, hits, index.idf, clock)
+        answer = self._grounded(question, query, verdict, hits, index, clock, lang, chosen=bool(choose))
         answer.index_version = index.version
+        if verdict.soft:  # urgent by meaning only: the urgent message first, then the answer
+            answer.text = f"{render(verdict.category, self.settings, lang)}\n\n{answer.text}"
+            answer.flags.escalated = True
+            answer.why = f"triage: {verdict.reason}; then {answer.why}"
         return answer
 
     def _retrieve(self, query: str, vec) -> tuple[Index, list[Hit]]:
@@ -149,17 +187,22 @@ class Engine:
             return work()
         return _STORE_POOL.submit(work).result(timeout=self.settings.store_timeout_s)
 
-    def _triage_answer(self, question: str, verdict: Triage, clock: _Clock) -> Answer:
+    def _triage_answer(self, question: str, verdict: Triage, clock: _Clock, lang: str) -> Answer:
         flags = Flags(
             escalated=verdict.category in ("emergency", "crisis"),
             out_of_scope=verdict.category == "offtopic",
             refused=verdict.category == "injection",
+            watch=verdict.category == "symptom",
+            lang=lang,
         )
-        text = render(verdict.category, self.settings)
+        text = render(verdict.category, self.settings, lang)
+        if verdict.category == "symptom":
+            flags.deferral = True
+            text = f"{text}\n\n{self._deferral(lang)}"
         return Answer(
             question,
             text,
-            "triage",
+            "watch" if verdict.category == "symptom" else "triage",
             flags=flags,
             triage=verdict,
             query=question,
@@ -167,36 +210,60 @@ class Engine:
             timings_ms=clock.laps,
         )
 
+    def fixed_lines(self) -> list[str]:
+        """The lines every grounded answer carries whatever the question (the deferral, in both languages)."""
+        return [self._deferral("en"), self._deferral("hi"), render("content_lead", self.settings, "hi")]
+
+    def _deferral(self, lang: str) -> str:
+        return render("deferral", self.settings, "hi" if lang == "hi" else "en")
+
     def _grounded(
-        self, question: str, query: str, verdict: Triage, hits: list[Hit], idf: dict[str, float], clock: _Clock
+        self,
+        question: str,
+        query: str,
+        verdict: Triage,
+        hits: list[Hit],
+        index: Index,
+        clock: _Clock,
+        lang: str,
+        chosen: bool = False,
     ) -> Answer:
+        say = "hi" if lang == "hi" else "en"  # templated lines; quoted content stays English
+        deferral = self._deferral(lang)
         preface = ""
         if verdict.category == "medical_advice":
-            preface = render(f"medical_advice_{verdict.subtype}", self.settings)
+            preface = render(f"medical_advice_{verdict.subtype}", self.settings, say)
+        base = dict(question=question, triage=verdict, hits=hits, query=query, timings_ms=clock.laps)
         if not is_covered(hits, self.settings.relevance_floor):
-            text = f"{preface or render('not_covered', self.settings)}\n\n{self.deferral}"
             best = f"{hits[0].fused:.2f}" if hits else "none"
             return Answer(
-                question,
-                text,
-                "not_covered",
-                flags=Flags(deferral=True),
-                triage=verdict,
-                hits=hits,
-                query=query,
+                text=f"{preface or render('not_covered', self.settings, say)}\n\n{deferral}",
+                mode="not_covered",
+                flags=Flags(deferral=True, lang=lang),
                 why=f"below the relevance floor {self.settings.relevance_floor} (best {best})",
-                timings_ms=clock.laps,
+                **base,
             )
-        body, cited = compose.render(query, hits, idf)
+        sections, uncovered = [hits[0]], ""
+        if not chosen:
+            sections, uncovered = self._parts(query, hits, index)
+            plain = verdict.category == "question"
+            if plain and len(sections) == 1 and not uncovered and _close(hits, self.settings.relevance_floor):
+                return self._clarify(hits[:2], lang, base)
+            if not uncovered and lang == "en":  # Hinglish and Hindi words are too often missing from the pages
+                uncovered = _topics(index, premise.group(2) if (premise := PREMISE.match(query)) else query)
+        selections = [(hit, compose.select(query, hit.text, index.idf)) for hit in sections]
+        body = compose.render(selections)
         mode = "extractive"
-        why = f"answered from {len(cited)} source(s); best score {hits[0].fused:.2f}"
+        why = f"answered from {len(sections)} section(s); best score {hits[0].fused:.2f}"
+        if hits[0].matched:
+            why += f"; matched the patient question '{hits[0].matched}'"
+        used = sections + [h for h in hits if h not in sections]
         if self.chat_model is not None:
-            used = [hits[i] for i in cited] + [h for i, h in enumerate(hits) if i not in cited]
             draft = llm.generate(self.chat_model, query, used, self.system, self.settings.llm_timeout_s)
             issues = ["no answer in time"] if draft is None else llm.problems(draft, used, self.deferral, self.system)
             if not issues:
                 body = draft.replace(self.deferral, "").strip()
-                cited, hits, mode = list(range(len(used))), used, "llm"
+                mode = "llm"
                 why += "; worded by the LLM, checked"
             else:
                 why += f"; LLM answer rejected ({issues[0]}), extractive used"
@@ -204,26 +271,116 @@ class Engine:
         clock.lap("compose")
         if mode == "llm":
             used_numbers = {int(n) for n in llm.CITATION.findall(body)}
-            cited = [i for i in cited if i + 1 in used_numbers]
-            body = _renumber(body, cited)
-        sources = [
-            Source(
-                n + 1,
-                hits[i].title,
-                hits[i].section,
-                hits[i].metadata["source"],
-                hits[i].metadata.get("url", ""),
-                hits[i].chunk_id,
-                hits[i].fused,
-                hits[i].text,
-                hits[i].metadata.get("reviewed_on", ""),
-            )
-            for n, i in enumerate(cited)
-        ]
-        parts = [p for p in (preface, body, self.deferral) if p]
+            keep = [i for i in range(len(used)) if i + 1 in used_numbers]
+            body = _renumber(body, keep)
+            sections = [used[i] for i in keep]
+        sources = [_source(n + 1, hit) for n, hit in enumerate(sections)]
+        partial = render("partial", self.settings, say, topics=uncovered) if uncovered else ""
+        lead = "" if partial else render("content_lead", self.settings, say)
+        parts = [p for p in (preface, partial, lead, body, deferral) if p]
         return Answer(
-            question, "\n\n".join(parts), mode, sources, Flags(deferral=True), verdict, hits, query, why, clock.laps
+            text="\n\n".join(parts),
+            mode=mode,
+            sources=sources,
+            flags=Flags(deferral=True, partial=bool(uncovered), lang=lang),
+            why=why,
+            related=self._related(index, sections[0].chunk_id if sections else hits[0].chunk_id, lang),
+            uncovered=uncovered,
+            **base,
         )
+
+    def _parts(self, query: str, hits: list[Hit], index: Index) -> tuple[list[Hit], str]:
+        """A question with two parts ("who does it and how long does it take?"): the best section of each part
+        (at most two), and the parts no section covers. A one-part question: its best section."""
+        premise = PREMISE.match(query)
+        asked = premise.group(2) if premise else query
+        parts = [premise.group(1)] if premise else []
+        parts += [p for p in PART_SPLIT.split(asked) if len(tokens(p)) >= 2]
+        if len(parts) < 2:
+            return [hits[0]], ""
+        vectors = self.embedder.encode([language.to_latin(p) for p in parts])
+        found: list[Hit] = []
+        missing = []
+        for i, (part, vec) in enumerate(zip(parts, vectors, strict=True)):
+            best = retrieve(index, part, vec, 1)
+            if best and best[0].fused >= self.settings.relevance_floor + PART_BAR:
+                if all(best[0].chunk_id != h.chunk_id for h in found):
+                    found.append(best[0])
+            elif not (premise and i == 0):
+                missing.append(part)
+        if not found:
+            return [hits[0]], ""
+        return found[:2], _topics(index, " ".join(missing)) if missing else ""
+
+    def _clarify(self, hits: list[Hit], lang: str, base: dict) -> Answer:
+        say = "hi" if lang == "hi" else "en"
+        options = [Option(n, h.title, h.section, h.chunk_id) for n, h in enumerate(hits, start=1)]
+        lines = [render("clarify", self.settings, say)] + [f"{o.n}. {o.title}: {o.section}" for o in options]
+        return Answer(
+            text="\n".join(lines) + "\n\n" + self._deferral(lang),
+            mode="clarify",
+            flags=Flags(clarify=True, deferral=True, lang=lang),
+            options=options,
+            why=f"two sections score within {CLARIFY_MARGIN}: {hits[0].fused:.3f} and {hits[1].fused:.3f}",
+            **base,
+        )
+
+    def _related(self, index: Index, chunk_id: str, lang: str) -> list[str]:
+        """Up to three follow-up questions: one patient question from each neighbouring section, in the
+        patient's language where the section has one."""
+        found = []
+        for neighbour in index.neighbours(chunk_id):
+            questions = index.questions.get(neighbour, [])
+            asked = [q for q in questions if self.triager.triage(q).category == "question"]  # no symptom reports
+            mine = [q for q in asked if language.detect(q) == lang] or asked
+            if mine:
+                found.append(mine[0])
+        return found
+
+
+def conversation_language(question: str, history: History) -> str:
+    """The language of this message; a short follow-up without a language of its own ("ok", "2", "and after?")
+    keeps the conversation's."""
+    lang = language.detect(question)
+    if lang == "en" and history and len(question.split()) <= 3:
+        return language.detect(history[-1][0])
+    return lang
+
+
+def _topics(index: Index, text: str) -> str:
+    """The words of `text` no clinic page or patient question has ('swimming'), as the pages' gap to name; only
+    plain words (never numbers or doses), and only one or two: more unknown words mean an unusual spelling."""
+    unknown = [w for w in index.lexical.unknown_words(text) if w.isalpha() and w not in language.generic_words()]
+    return ", ".join(dict.fromkeys(unknown)) if 0 < len(set(unknown)) <= 2 else ""
+
+
+def _close(hits: list[Hit], floor: float) -> bool:
+    """Two different sections score about the same: guessing would be a coin toss."""
+    return (
+        len(hits) > 1
+        and hits[1].fused >= floor
+        and hits[0].fused - hits[1].fused <= CLARIFY_MARGIN
+        and hits[0].chunk_id != hits[1].chunk_id
+    )
+
+
+def _chosen(index: Index, chunk_id: str) -> Hit:
+    row = index.chunks[chunk_id]
+    return Hit(chunk_id, row["text"], row["metadata"], 0.0, 0.0, 1.0)
+
+
+def _source(n: int, hit: Hit) -> Source:
+    return Source(
+        n,
+        hit.title,
+        hit.section,
+        hit.metadata["source"],
+        hit.metadata.get("url", ""),
+        hit.chunk_id,
+        hit.fused,
+        hit.text,
+        hit.metadata.get("reviewed_on", ""),
+    )
 
 
 def _renumber(body: str, cited: list[int]) -> str:

@@ -2,6 +2,8 @@
 
 A chunk never mixes two sections; a bullet list stays whole where it fits; every chunk
 carries its page title, heading path, source path, URL, position and a content-derived id.
+A section's patient questions (front matter `questions:`) become extra Documents of kind "question" that
+point at the section's first chunk (`parent`): they are embedded and indexed, never quoted.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 from langchain_core.documents import Document
 
+from chatbot.language import to_latin
 from chatbot.loading import Page
 
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -23,6 +26,7 @@ BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 class Section:
     path: list[str]
     blocks: list[str]
+    preface: str = ""  # the page's short lead ("This page explains ..."), kept for retrieval, not quoted
 
 
 def chunk_id(page_path: str, heading_path: str, text: str) -> str:
@@ -67,7 +71,7 @@ def sections(markdown: str) -> list[Section]:
     # A short page lead ("This page explains ...") is a preface to the first section, not a section of its own.
     if len(result) > 1 and not result[0].path and sum(map(len, result[0].blocks)) <= INTRO_MAX:
         lead = result.pop(0)
-        result[0].blocks[:0] = lead.blocks
+        result[0].preface = " ".join(lead.blocks)
     return result
 
 
@@ -93,6 +97,7 @@ def chunk_page(page: Page, max_chars: int = 1000) -> list[Document]:
     docs: list[Document] = []
     for section in sections(page.text):
         heading_path = " > ".join(section.path)
+        first = len(docs)
         pieces: list[str] = []
         current = ""
         for block in section.blocks:
@@ -119,12 +124,34 @@ def chunk_page(page: Page, max_chars: int = 1000) -> list[Document]:
                         "page_sha256": page.sha256,
                         "reviewed_on": page.meta.get("reviewed_on", ""),
                         "review_due": page.meta.get("review_due", ""),
+                        "kind": "section",
+                        "preface": section.preface if not docs[first:] else "",
                     },
                 )
             )
+        name = section.path[-1] if section.path else ""
+        if docs[first:] and page.questions.get(name):
+            docs += _question_docs(docs[first], page.questions[name])
     return docs
 
 
+def _question_docs(parent: Document, questions: tuple[str, ...]) -> list[Document]:
+    """One Document per patient question, pointing at the section chunk that answers it."""
+    meta = parent.metadata
+    return [
+        Document(
+            page_content=q,
+            id=chunk_id(meta["source"], meta["heading_path"], "question: " + q),
+            metadata={**meta, "kind": "question", "parent": parent.id, "preface": ""},
+        )
+        for q in questions
+    ]
+
+
 def embedding_text(text: str, metadata: dict) -> str:
-    """What is embedded and indexed lexically: page title and heading path give the chunk its context."""
-    return f"{metadata['title']}. {metadata['heading_path'] or metadata['section']}.\n{text}"
+    """What is embedded and indexed lexically: page title, heading path (and the page's lead) give a section its
+    context; a patient question is embedded as it is, in Latin letters (so Hindi meets Hindi and Hinglish)."""
+    if metadata.get("kind") == "question":
+        return to_latin(text)
+    preface = f" {metadata['preface']}" if metadata.get("preface") else ""
+    return f"{metadata['title']}. {metadata['heading_path'] or metadata['section']}.{preface}\n{text}"

@@ -13,6 +13,8 @@ import numpy as np
 import Stemmer
 import yaml
 
+from chatbot.language import has_devanagari, to_latin
+
 PROMPTS = Path(__file__).parent / "prompts"
 WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 STOPWORDS = frozenset(
@@ -24,8 +26,8 @@ _stemmer = Stemmer.Stemmer("english")
 
 
 def words(text: str) -> list[str]:
-    """'Don't wash for 48 hours' -> ['don't', 'wash', 'for', '48', 'hours']."""
-    return WORD.findall(text.lower())
+    """'Don't wash for 48 hours' -> ['don't', 'wash', 'for', '48', 'hours']; Devanagari is read in Latin letters."""
+    return WORD.findall((to_latin(text) if has_devanagari(text) else text).lower())
 
 
 def tokens(text: str) -> list[str]:
@@ -152,6 +154,17 @@ class LexicalIndex:
             if fixed:
                 found.append(fixed)
         return found
+
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of a question that no indexed text has, even misspelt ('swimming' when no page mentions it)."""
+        return [
+            w
+            for w in words(text)
+            if w not in STOPWORDS
+            and len(w) >= 4
+            and not w.isdigit()
+            and not (self._fix(_stemmer.stemWord(w)) or self._fix(w))
+        ]
 
     def scores(self, text: str) -> np.ndarray:
         """BM25 score of every chunk for the query (zeros when no query word is indexed); a repeated query

@@ -39,6 +39,7 @@ class Page:
     sha256: str
     meta: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # what was removed from the page and why, for the editor
+    questions: dict[str, tuple[str, ...]] = field(default_factory=dict)  # section heading -> patient questions
 
     @property
     def url(self) -> str:
@@ -140,12 +141,15 @@ def load_page(rel: str, raw: bytes, max_bytes: int) -> Page:
         raise fail("file is empty", "add the page text or delete the file")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
 
+    questions: dict[str, tuple[str, ...]] = {}
     if suffix in (".html", ".htm"):
         title, body, meta = _from_html(text)
     elif suffix == ".txt":
         title, body, meta = _from_txt(text)
     else:
-        meta, body = _split_front_matter(text, fail)
+        data, body = _split_front_matter(text, fail)
+        questions = _questions(data.pop("questions", None), body, fail)
+        meta = {str(k): "" if v is None else str(v) for k, v in data.items()}
         title, body = _markdown_title(body, meta.get("title", ""))
     if not title:
         raise fail("no title found", "add a '# Title' line (or 'title:' in the front matter)")
@@ -155,8 +159,61 @@ def load_page(rel: str, raw: bytes, max_bytes: int) -> Page:
         if meta.get(key) and not _is_date(meta[key]):
             raise fail(f"front matter '{key}: {meta[key]}' is not a date", f"write it as {key}: 2026-11-20")
     body, warnings = neutralise(body)
+    warnings += section_warnings(body)
     digest = hashlib.sha256(raw).hexdigest()
-    return Page(rel, title.strip(), body.strip() + "\n", digest, meta, tuple(warnings))
+    return Page(rel, title.strip(), body.strip() + "\n", digest, meta, tuple(warnings), questions)
+
+
+SECTION = re.compile(r"^##\s+(.+?)\s*#*\s*$", re.M)
+SECTION_MAX_WORDS = 120  # the chatbot quotes a whole section: longer ones make long answers
+REFERS_BACK = re.compile(r"^(?:so|that|this|these|those|but|however|then|it|they|also|such|thus|hence)\b", re.I)
+
+
+def section_warnings(body: str) -> list[str]:
+    """Sections the chatbot cannot quote well: too long, or opening with a word that refers back ('So ...')."""
+    found = []
+    parts = SECTION.split(body)
+    for heading, text in zip(parts[1::2], parts[2::2], strict=True):
+        words = len(text.split())
+        if words > SECTION_MAX_WORDS:
+            found.append(
+                f"section '{heading}' is {words} words; the chatbot quotes whole sections, so keep each under "
+                f"{SECTION_MAX_WORDS} words (split it under two headings)"
+            )
+        first = text.strip().split("\n", 1)[0].lstrip("-* ")
+        if REFERS_BACK.match(first):
+            found.append(
+                f"section '{heading}' starts with '{first.split()[0]}', which refers back to something the patient "
+                "will not see; start each section so that it stands alone"
+            )
+    return found
+
+
+def _questions(data: object, body: str, fail) -> dict[str, tuple[str, ...]]:
+    """Front matter `questions:` -> {section heading: patient questions}; every heading must be one of the page's."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise fail(
+            "front matter 'questions' is not a list per section",
+            "write it as 'questions:' then one "
+            "'  Section heading:' line per section with '    - a question' lines under it",
+        )
+    headings = set(SECTION.findall(body))
+    found: dict[str, tuple[str, ...]] = {}
+    for heading, items in data.items():
+        if str(heading) not in headings:
+            raise fail(
+                f"front matter 'questions' names a section '{heading}' the page does not have",
+                "copy the '## ' heading exactly, or remove those questions",
+            )
+        if not isinstance(items, list) or not all(isinstance(q, str) and q.strip() for q in items):
+            raise fail(
+                f"front matter questions for '{heading}' are not a list of questions",
+                "write one '    - a question' line per question",
+            )
+        found[str(heading)] = tuple(" ".join(q.split()) for q in items)
+    return found
 
 
 @lru_cache(maxsize=1)
@@ -200,7 +257,7 @@ def _is_date(value: str) -> bool:
         return False
 
 
-def _split_front_matter(text: str, fail) -> tuple[dict[str, str], str]:
+def _split_front_matter(text: str, fail) -> tuple[dict, str]:
     if not text.startswith("---\n"):
         return {}, text
     end = text.find("\n---", 4)
@@ -214,8 +271,7 @@ def _split_front_matter(text: str, fail) -> tuple[dict[str, str], str]:
         raise fail(f"front matter is not valid YAML{where}", "write each field as 'key: value'") from None
     if not isinstance(data, dict):
         raise fail("front matter is not a list of 'key: value' fields", "write each field as 'key: value'")
-    meta = {str(k): "" if v is None else str(v) for k, v in data.items()}
-    return meta, text[end + 4 :].lstrip("-").lstrip("\n")
+    return data, text[end + 4 :].lstrip("-").lstrip("\n")
 
 
 def _markdown_title(body: str, title: str) -> tuple[str, str]:

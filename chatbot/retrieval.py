@@ -1,7 +1,8 @@
-"""Retrieval: dense (Chroma) + lexical (BM25) over the same chunks, fused by a weighted sum of scores.
+"""Retrieval: dense (Chroma) + lexical (BM25) over the same rows, fused by a weighted sum of scores.
 
-Reciprocal rank fusion was measured too (bench/retrieval_fusion.py): on the golden set the weighted
-sum of the cosine and the scaled BM25 score finds the expected section more often (hit@3 0.97 vs 0.91)."""
+A row is a section chunk or one of its patient questions (chunking.py). A question row votes for the section it
+points at: a section scores the best of its own text and its questions, on each side. Reciprocal rank fusion
+was measured too: the weighted sum of the cosine and the scaled BM25 score found the expected section more often."""
 
 from __future__ import annotations
 
@@ -17,10 +18,9 @@ from chatbot.lexical import LexicalIndex, expand_query, tokens
 from chatbot.settings import Settings
 from chatbot.store import StoreError, VersionStore
 
-CANDIDATES = 20
-DENSE_WEIGHT = 0.7  # fused = 0.7 * cosine + 0.3 * BM25 scaled to [0, 1]; measured best on the golden set
+CANDIDATES = 40  # rows from each side: a section's questions are rows too
+DENSE_WEIGHT = 0.8  # fused = 0.8 * cosine + 0.2 * BM25 scaled to [0, 1]; best top-1 section on the dev set
 LEXICAL_DAMP = 3.0  # BM25 scores are scaled by max(top score, 3) so that one weak word match is not a full score
-BOILERPLATE_WEIGHT = 0.8  # a section heading repeated on many pages ("Talk to your dermatologist") ranks lower
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Hit:
     dense: float  # cosine similarity, 0 when the dense side did not return it
     lexical: float  # BM25 score, 0 when no query word matched
     fused: float  # weighted sum of both, in [0, 1]
+    matched: str = ""  # the patient question of this section that matched best, if one did
 
     @property
     def title(self) -> str:
@@ -50,15 +51,8 @@ def inverse_document_frequency(texts: list[str]) -> dict[str, float]:
     return {token: math.log(1 + len(texts) / n) for token, n in df.items()}
 
 
-def boilerplate_sections(rows: list[dict]) -> frozenset[str]:
-    """Chunk ids of sections whose heading recurs on at least 3 pages and 40% of all pages."""
-    pages_by_heading: dict[str, set[str]] = {}
-    for row in rows:
-        meta = row["metadata"]
-        pages_by_heading.setdefault(meta["section"].lower(), set()).add(meta["source"])
-    n_pages = len({row["metadata"]["source"] for row in rows})
-    common = {h for h, pages in pages_by_heading.items() if len(pages) >= max(3, 0.4 * n_pages)}
-    return frozenset(row["id"] for row in rows if row["metadata"]["section"].lower() in common)
+def is_question(row: dict) -> bool:
+    return row["metadata"].get("kind") == "question"
 
 
 def open_lexical(folder: Path, rows: list[dict]) -> LexicalIndex:
@@ -87,12 +81,28 @@ class Index:
         self.chunks = {r["id"]: r for r in rows}
         self.order = [r["id"] for r in rows]
         self.position = {cid: i for i, cid in enumerate(self.order)}
-        self.boilerplate = boilerplate_sections(rows)
-        self.idf = inverse_document_frequency([r["text"] for r in rows])
+        sections = [r for r in rows if not is_question(r)]
+        # a question row -> the section chunk it points at; a section chunk -> itself
+        self.section_of = {r["id"]: r["metadata"].get("parent", r["id"]) if is_question(r) else r["id"] for r in rows}
+        self.questions: dict[str, list[str]] = {}
+        for r in rows:
+            if is_question(r):
+                self.questions.setdefault(r["metadata"]["parent"], []).append(r["text"])
+        self.sections = [r["id"] for r in sections]  # in page order
+        self.idf = inverse_document_frequency([r["text"] for r in sections])
         self.collection = store.collection(version)
 
     def __len__(self) -> int:
         return len(self.order)
+
+    def neighbours(self, chunk_id: str, n: int = 3) -> list[str]:
+        """Section chunks next to this one on the same page: the one before, then the ones after."""
+        source = self.chunks[chunk_id]["metadata"]["source"]
+        same = [c for c in self.sections if self.chunks[c]["metadata"]["source"] == source]
+        if chunk_id not in same:
+            return []
+        i = same.index(chunk_id)
+        return (same[i - 1 : i] + same[i + 1 :])[:n]
 
 
 class LiveIndex:
@@ -120,38 +130,59 @@ class LiveIndex:
 
 
 def retrieve(index: Index, question: str, query_vec: np.ndarray, k: int = 4) -> list[Hit]:
-    """Top-k chunks for a question; `query_vec` is the question's embedding (computed once by the caller)."""
+    """Top-k sections for a question; `query_vec` is the question's embedding (computed once by the caller)."""
     n = min(CANDIDATES, len(index))
     if n == 0:
         return []
     dense = index.collection.query(query_embeddings=[query_vec], n_results=n, include=["distances"])
-    dense_ids = dense["ids"][0]
-    dense_sim = {cid: 1.0 - float(d) for cid, d in zip(dense_ids, dense["distances"][0], strict=True)}
     lexical = index.lexical.scores(expand_query(question))
     lexical_norm = np.minimum(1.0, lexical / max(float(lexical.max()), LEXICAL_DAMP))
     top_lexical = np.argpartition(-lexical, n - 1)[:n] if n < len(lexical) else range(len(lexical))
-    candidates = set(dense_ids) | {index.order[i] for i in top_lexical if lexical[i] > 0}
-    position = index.position
+    dense_best: dict[str, Vote] = {}
+    for cid, distance in zip(dense["ids"][0], dense["distances"][0], strict=True):
+        _vote(dense_best, index, cid, 1.0 - float(distance))
+    lexical_best: dict[str, Vote] = {}
+    for i in top_lexical:
+        if lexical[i] > 0:
+            _vote(lexical_best, index, index.order[i], float(lexical_norm[i]), float(lexical[i]))
+    none = Vote(0.0, "", 0.0)
     fused = {
-        cid: (DENSE_WEIGHT * dense_sim.get(cid, 0.0) + (1 - DENSE_WEIGHT) * float(lexical_norm[position[cid]]))
-        * (BOILERPLATE_WEIGHT if cid in index.boilerplate else 1.0)
-        for cid in candidates
-        if cid in position
+        section: (
+            DENSE_WEIGHT * dense_best.get(section, none).score
+            + (1 - DENSE_WEIGHT) * lexical_best.get(section, none).score
+        )
+        for section in set(dense_best) | set(lexical_best)
     }
-    lexical_score = {cid: float(lexical[position[cid]]) for cid in fused}
     best = sorted(fused, key=lambda c: -fused[c])[:k]
     return [
         Hit(
             chunk_id=cid,
             text=index.chunks[cid]["text"],
             metadata=index.chunks[cid]["metadata"],
-            dense=round(dense_sim.get(cid, 0.0), 4),
-            lexical=round(lexical_score.get(cid, 0.0), 4),
+            dense=round(dense_best.get(cid, none).score, 4),
+            lexical=round(lexical_best.get(cid, none).raw, 4),
             fused=round(fused[cid], 5),
+            matched=dense_best.get(cid, none).question or lexical_best.get(cid, none).question,
         )
         for cid in best
-        if cid in index.chunks
     ]
+
+
+@dataclass(frozen=True)
+class Vote:
+    score: float
+    question: str  # the patient question that gave the score, "" for the section's own text
+    raw: float  # the unscaled BM25 score (lexical side)
+
+
+def _vote(best: dict[str, Vote], index: Index, row_id: str, score: float, raw: float = 0.0) -> None:
+    """Keep, per section, its best score over its own text and its questions."""
+    section = index.section_of.get(row_id)
+    if section is None or section not in index.chunks:
+        return
+    if section not in best or score > best[section].score:
+        row = index.chunks[row_id]
+        best[section] = Vote(score, row["text"] if is_question(row) else "", raw)
 
 
 def is_covered(hits: list[Hit], floor: float) -> bool:

@@ -19,6 +19,7 @@ import base64
 import binascii
 import codecs
 import difflib
+import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -30,10 +31,35 @@ from typing import Any
 import numpy as np
 import yaml
 
+from chatbot import symptoms
+from chatbot.language import to_latin
+
 PROMPTS = Path(__file__).parent / "prompts"
-CATEGORIES = ("emergency", "crisis", "injection", "medical_advice", "offtopic", "greeting", "thanks", "question")
-RANK = {"emergency": 0, "crisis": 1, "injection": 2, "medical_advice": 3, "offtopic": 4, "greeting": 5, "thanks": 5}
-SEMANTIC_CATEGORIES = ("emergency", "crisis", "injection", "medical_advice", "offtopic")
+CATEGORIES = (
+    "crisis",
+    "emergency",
+    "injection",
+    "medical_advice",
+    "symptom",
+    "offtopic",
+    "greeting",
+    "thanks",
+    "question",
+)
+RANK = {
+    "crisis": 0,
+    "emergency": 1,
+    "injection": 2,
+    "medical_advice": 3,
+    "offtopic": 4,
+    "symptom": 5,
+    "greeting": 6,
+    "thanks": 6,
+}
+SEMANTIC_CATEGORIES = ("crisis", "emergency", "injection", "medical_advice", "offtopic")
+URGENT = ("crisis", "emergency")
+# prompts/triage_exemplars.jsonl labels -> triage categories ("symptom" and "question" only compete, never raise)
+EXEMPLAR_LABELS = {"emergency": "emergency", "crisis": "crisis", "benign_symptom": "symptom", "question": "question"}
 PLACEHOLDERS = ("clinic", "contact", "emergency_number", "crisis_line")
 
 _COMMENTS = (
@@ -52,19 +78,6 @@ _CONFUSABLES = str.maketrans(
     "аеорсухіјѕԁһӏкмнтвАВЕКМНОРСТХІЈЅαβεικνορτυχΑΒΕΗΙΚΜΝΟΡΤΥΧΖ",
     "aeopcyxijsdhlkmhtbABEKMHOPCTXIJSabeikvoptuxABEHIKMNOPTYXZ",
 )
-# Devanagari -> rough Hinglish spelling, so the Hinglish rules also read Hindi script ('मर जाऊं' -> 'mar jaun').
-_DEVA_CONSONANTS = dict(
-    zip(
-        "कखगघङचछजझञटठडढणतथदधनपफबभमयरलवशषसह",
-        "k kh g gh n ch chh j jh n t th d dh n t th d dh n p ph b bh m y r l v sh sh s h".split(),
-        strict=True,
-    )
-)
-_DEVA_NUKTA = {"ज": "z", "फ": "f", "ड": "r", "ढ": "rh", "क": "q", "ख": "kh", "ग": "g"}
-_DEVA_VOWELS = dict(zip("अआइईउऊऋएऐओऔऑ", "a a i i u u ri e ai o au o".split(), strict=True))
-_DEVA_SIGNS = dict(zip("ािीुूृेैोौॉॅ", "a i i u u ri e ai o au o e".split(), strict=True))
-_DEVA_OTHER = {"ं": "n", "ँ": "n", "ः": "h", "।": ".", "॥": "."}
-_DEVA_WORD = re.compile(r"[\u0900-\u097f]+")
 _BACKWARDS = re.compile(r"\b(?:backwards?|reversed?|rot ?-?13|decode|decipher|decrypt|cipher|caesar)\b", re.I)
 
 
@@ -73,6 +86,7 @@ class Triage:
     category: str  # one of CATEGORIES
     subtype: str = ""  # e.g. emergency "bleeding", injection "override", medical_advice "dose", offtopic topic
     reason: str = ""  # one short line for clinic staff: which rule/phrase matched
+    soft: bool = False  # raised by meaning only: the urgent message comes first, then the usual answer
 
 
 @dataclass(frozen=True)
@@ -93,47 +107,11 @@ class Rule:
 # ---------------------------------------------------------------- text clean-up
 
 
-def _deva_word(word: str) -> str:
-    """One Devanagari word in Latin letters, dropping the silent inherent 'a' (schwa) the way Hinglish does."""
-    syllables: list[list[str]] = []  # [consonant, vowel]; vowel "" = virama, None = inherent 'a'
-    for ch in word:
-        if ch in _DEVA_CONSONANTS:
-            syllables.append([_DEVA_CONSONANTS[ch], None])
-        elif ch == "\u093c" and syllables and syllables[-1][1] is None:  # nukta
-            base = next((k for k, v in _DEVA_CONSONANTS.items() if v == syllables[-1][0]), "")
-            syllables[-1][0] = _DEVA_NUKTA.get(base, syllables[-1][0])
-        elif ch == "\u094d" and syllables:  # virama
-            syllables[-1][1] = ""
-        elif ch in _DEVA_SIGNS and syllables:
-            syllables[-1][1] = _DEVA_SIGNS[ch]
-        elif ch in _DEVA_VOWELS:
-            syllables.append(["", _DEVA_VOWELS[ch]])
-        elif ch in _DEVA_OTHER and syllables:
-            syllables[-1][1] = (syllables[-1][1] if syllables[-1][1] is not None else "a") + _DEVA_OTHER[ch]
-        else:
-            syllables.append(["", _DEVA_OTHER.get(ch, "")])
-    out = []
-    for i, (consonant, vowel) in enumerate(syllables):
-        if vowel is None:
-            last = i == len(syllables) - 1
-            nxt = syllables[i + 1] if not last else None
-            medial = i > 0 and out and out[-1][-1:] in "aeiou" and nxt is not None and nxt[0] and bool(nxt[1])
-            vowel = "" if (last and i > 0) or medial else "a"
-        out.append(consonant + vowel)
-    return "".join(out)
-
-
-def to_latin(text: str) -> str:
-    """Look-alike Cyrillic/Greek letters to Latin, Devanagari to Hinglish spelling."""
-    text = text.translate(_CONFUSABLES)
-    return _DEVA_WORD.sub(lambda m: _deva_word(m.group()), text) if _DEVA_WORD.search(text) else text
-
-
 def reveal_hidden(text: str) -> str:
     """Unicode-normalise, drop zero-width/format characters, map look-alike and Devanagari letters to Latin,
     and unwrap HTML/Markdown comments (keep their text)."""
     text = unicodedata.normalize("NFKC", text)
-    text = to_latin("".join(ch for ch in text if unicodedata.category(ch) != "Cf"))
+    text = to_latin("".join(ch for ch in text if unicodedata.category(ch) != "Cf").translate(_CONFUSABLES))
     for pattern in _COMMENTS:
         text = pattern.sub(lambda m: f" {m.group(1)} ", text)
     return text
@@ -258,11 +236,7 @@ class Triager:
         data = yaml.safe_load((PROMPTS / "triage.yaml").read_text(encoding="utf-8"))
         groups = {str(k): str(v) for k, v in data["groups"].items()}
         self.speller = Speller(data["typo_words"], data.get("real_words", []))
-        emergency = data["emergency"]
-        self.reported = [_compile(p, groups) for p in emergency["reported"]]
-        self.question_form = [_compile(p, groups) for p in emergency["question_form"]]
-        self.informational = [_compile(p, groups) for p in emergency["informational"]]
-        self.rules = {c: _rules(data[c], c, groups) for c in ("emergency", "crisis", "injection", "medical_advice")}
+        self.rules = {c: _rules(data[c], c, groups) for c in ("injection", "medical_advice")}
         self.offtopic_rules = _rules(data["offtopic"], "offtopic", groups)
         self.domain = _compile(data["offtopic"]["domain"], groups)
         self.core_domain = _compile(data["offtopic"]["core_domain"], groups)
@@ -278,14 +252,15 @@ class Triager:
             for subtype, examples in by_subtype.items():
                 self.labels += [(category, str(subtype or ""))] * len(examples)
                 texts += [str(e) for e in examples]
+        for row in _exemplar_rows():
+            self.labels.append((EXEMPLAR_LABELS[row["label"]], str(row.get("concept", ""))))
+            texts.append(to_latin(row["text"]))  # embedded as questions are: Devanagari in Latin letters
         self.exemplars: np.ndarray | None = None
         if embed is not None:
-            vectors = np.asarray(embed(texts), dtype=np.float32)
-            if vectors.shape[0] != len(texts):
-                raise ValueError(f"embed returned {vectors.shape[0]} vectors for {len(texts)} exemplar sentences")
-            self.exemplars = vectors
+            self.exemplars = _embedded(embed, tuple(texts))
         categories = np.array([c for c, _ in self.labels])
         self.masks = {c: categories == c for c in SEMANTIC_CATEGORIES if (categories == c).any()}
+        self.calm = ~np.isin(categories, URGENT)  # crisis and emergency compete with these, not with each other
 
     # -- public
 
@@ -294,6 +269,10 @@ class Triager:
         revealed = reveal_hidden(text or "")
         clean = self.normalise(revealed)
         result = self._by_rules(clean, revealed)
+        finding = symptoms.model().assess(clean, symptoms.native_form(_visible(text or "")))
+        found = {"crisis": "crisis", "emergency": "emergency", "symptom": "symptom"}.get(finding.level)
+        if found and RANK[found] < RANK.get(result.category, 9):
+            result = Triage(found, finding.concept, f"{found}: symptom model ({finding.why})")
         for hidden in self._hidden_payloads(revealed):
             found = self._by_rules(self.normalise(hidden), hidden)
             if found.category in RANK and RANK[found.category] < RANK.get(result.category, 9):
@@ -305,7 +284,7 @@ class Triager:
                     result = Triage(found.category, found.subtype, f"in {label} text: {found.reason}")
                     break
         if query_vec is not None and self.exemplars is not None:
-            result = self._with_meaning(clean, result, query_vec)
+            result = self._with_meaning(clean, result, query_vec, general=finding.level == "question")
         return result
 
     def normalise(self, text: str) -> str:
@@ -319,8 +298,6 @@ class Triager:
 
     def _by_rules(self, clean: str, revealed: str) -> Triage:
         checks = (
-            lambda: self._emergency(clean),
-            lambda: self._first(self.rules["crisis"], [clean]),
             lambda: self._first(self.rules["injection"], list(dict.fromkeys([clean, unleet(clean)])), revealed),
             lambda: self._first(self.rules["medical_advice"], [clean]),
             lambda: self._offtopic(clean),
@@ -346,19 +323,6 @@ class Triager:
                 match = rule.regex.search(text)
                 if match and not (rule.unless and rule.unless.search(text)):
                     return Triage(rule.category, rule.subtype, _reason(rule, match))
-        return None
-
-    def _general_question(self, clean: str, strong: bool) -> bool:
-        """True when a symptom is only asked about in general, not reported as happening to the patient."""
-        if _any(self.reported, clean):
-            return False
-        return _any(self.informational, clean) or (not strong and _any(self.question_form, clean))
-
-    def _emergency(self, clean: str) -> Triage | None:
-        for rule in self.rules["emergency"]:
-            match = rule.regex.search(clean)
-            if match and not self._general_question(clean, rule.strong):
-                return Triage(rule.category, rule.subtype, _reason(rule, match))
         return None
 
     def _offtopic(self, clean: str) -> Triage | None:
@@ -397,11 +361,13 @@ class Triager:
 
     # -- meaning
 
-    def _with_meaning(self, clean: str, result: Triage, query_vec: np.ndarray) -> Triage:
+    def _with_meaning(self, clean: str, result: Triage, query_vec: np.ndarray, general: bool = False) -> Triage:
         """Raise the category when the message is clearly closest to another category's examples."""
         assert self.exemplars is not None
         scores = self.exemplars @ np.asarray(query_vec, dtype=np.float32).reshape(-1)
         current = RANK.get(result.category, 9)
+        if result.category in ("injection", "medical_advice", "offtopic"):  # a rule's clear decision stands
+            return result
         for category in SEMANTIC_CATEGORIES:
             if RANK[category] >= current:
                 break
@@ -412,34 +378,65 @@ class Triager:
                 continue
             best = int(np.flatnonzero(mine)[np.argmax(scores[mine])])
             score = float(scores[best])
-            nearest_other = float(scores[~mine].max()) if (~mine).any() else 0.0
+            others = self.calm if category in URGENT else ~mine
+            nearest_other = float(scores[others].max()) if others.any() else 0.0
             if score < self.threshold.get(category, 1.0) or score - nearest_other < self.margin.get(category, 0.0):
                 continue
-            if category == "emergency" and self._general_question(clean, strong=False):
+            if category == "emergency" and general:
                 continue
             if category == "offtopic" and self.domain.search(clean):
                 continue
             reason = f"{category}: meaning close to a reviewed example (similarity {score:.2f})"
-            return Triage(category, self.labels[best][1], reason)
+            return Triage(category, self.labels[best][1], reason, soft=category in URGENT)
         return result
+
+
+def _visible(text: str) -> str:
+    """The message as written, for the Devanagari words of the symptom model: format characters dropped."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
+
+
+@lru_cache(maxsize=1)
+def _exemplar_rows() -> list[dict]:
+    """prompts/triage_exemplars.jsonl: reviewed example messages per class, in English, Hinglish and Hindi."""
+    with open(PROMPTS / "triage_exemplars.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+_VECTORS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _embedded(embed: Callable[[list[str]], np.ndarray], texts: tuple[str, ...]) -> np.ndarray:
+    """The exemplars' vectors, embedded once per process and embedding function (a Triager per engine reuses them)."""
+    key = (id(getattr(embed, "__self__", embed)), hash(texts))
+    if key not in _VECTORS:
+        vectors = np.asarray(embed(list(texts)), dtype=np.float32)
+        if vectors.shape[0] != len(texts):
+            raise ValueError(f"embed returned {vectors.shape[0]} vectors for {len(texts)} exemplar sentences")
+        _VECTORS[key] = vectors
+    return _VECTORS[key]
 
 
 # ---------------------------------------------------------------- patient-facing messages
 
 
 @lru_cache(maxsize=1)
-def _messages() -> dict[str, str]:
+def _messages() -> dict[str, dict[str, str]]:
     data = yaml.safe_load((PROMPTS / "safety_messages.yaml").read_text(encoding="utf-8"))
-    return {str(k): " ".join(str(v).split()) for k, v in data.items()}
+    return {str(k): {lang: " ".join(str(v).split()) for lang, v in by_lang.items()} for k, by_lang in data.items()}
 
 
-def load_messages() -> dict[str, str]:
+def load_messages(lang: str = "en") -> dict[str, str]:
     """Message key -> exact text patients see (with {placeholders}), from prompts/safety_messages.yaml."""
-    return dict(_messages())
+    return {key: by_lang.get(lang, by_lang["en"]) for key, by_lang in _messages().items()}
 
 
-def render(key: str, settings: Any) -> str:
-    """The message `key` with {clinic}, {contact}, {emergency_number} and {crisis_line} filled from settings."""
+BOTH_LANGUAGES = ("crisis", "emergency", "symptom")  # Hinglish writers get these in Hindi and in English
+
+
+def render(key: str, settings: Any, lang: str = "en", **extra: str) -> str:
+    """The message `key` in the patient's language (en, hi; hinglish: see BOTH_LANGUAGES) with {clinic},
+    {contact}, {emergency_number}, {crisis_line} (and `extra` placeholders) filled in."""
     messages = _messages()
     if key not in messages:
         raise KeyError(f"safety_messages.yaml has no message {key!r}; known: {', '.join(sorted(messages))}")
@@ -448,8 +445,16 @@ def render(key: str, settings: Any) -> str:
         "contact": settings.clinic_contact,
         "emergency_number": settings.emergency_number,
         "crisis_line": settings.crisis_line,
+        **extra,
     }
-    text = messages[key]
-    for name in PLACEHOLDERS:
-        text = text.replace("{" + name + "}", str(values[name]))
+    by_lang = messages[key]
+    if lang == "hi":
+        parts = [by_lang.get("hi") or by_lang["en"]]
+    elif lang == "hinglish" and key in BOTH_LANGUAGES:
+        parts = [by_lang["hi"], by_lang["en"]]
+    else:
+        parts = [by_lang["en"]]
+    text = "\n\n".join(p for p in parts if p)
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", str(value))
     return text

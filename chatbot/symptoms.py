@@ -1,0 +1,190 @@
+"""The symptom model of the triage: concepts x modifiers, in English, Hinglish and Hindi (prompts/symptoms.yaml).
+
+    assess("khoon ruk nahi raha") -> Finding("emergency", "bleeding", "bleeding + persistent")
+    assess("thoda sa dard hai day 2") -> Finding("symptom", "pain", "pain")
+    assess("what are the signs of infection?") -> Finding("question", "fever_chills", "asked in general")
+
+Pure functions over compiled data: well under a millisecond a message. The caller passes the message twice:
+`latin` (folded, misspellings corrected, Devanagari spelt in Latin letters) and `native` (as written).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from chatbot.language import has_devanagari
+
+PROMPTS = Path(__file__).parent / "prompts"
+WINDOW = 60  # characters: a modifier counts for a concept when it is this close to one of the concept's words
+_NUKTA = str.maketrans({"\u093c": None, "\u0901": "\u0902"})  # nukta dropped, chandrabindu read as anusvara
+_DEVA_LETTER = "\u0900-\u097f"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # crisis | emergency | symptom | question | none
+    concept: str = ""
+    why: str = ""
+
+
+def native_form(text: str) -> str:
+    """As written, for the Devanagari terms: NFC, lower case, nukta dots ignored, spaces tidied."""
+    return " ".join(unicodedata.normalize("NFC", text).lower().translate(_NUKTA).split())
+
+
+def _latin_regex(term: str) -> str:
+    parts = []
+    for word in term.lower().split():
+        if word == "..":
+            parts.append(r"(?:\S+\s+){0,3}?")
+            continue
+        body = re.escape(word.rstrip("*")) + (r"\w*" if word.endswith("*") else r"\b")
+        parts.append(body + r"\s+")
+    return r"\b" + "".join(parts)[: -len(r"\s+")] if parts else ""
+
+
+def _native_regex(term: str) -> str:
+    words = native_form(term).split()
+    parts = []
+    for word in words:
+        if word == "..":
+            parts.append(r"(?:[^\s]+\s+){0,3}?")
+            continue
+        whole = len([c for c in word if not unicodedata.combining(c)]) <= 2  # short words: whole words only
+        end = rf"(?![{_DEVA_LETTER}])" if whole else ""
+        parts.append(re.escape(word) + end + r"\s+")
+    return rf"(?<![{_DEVA_LETTER}])" + "".join(parts)[: -len(r"\s+")]
+
+
+@dataclass(frozen=True)
+class Terms:
+    """One list of terms, compiled: `latin` for English and Hinglish words, `native` for Devanagari."""
+
+    latin: re.Pattern | None
+    native: re.Pattern | None
+
+    @classmethod
+    def of(cls, entry: dict) -> Terms:
+        latin = [_latin_regex(str(t)) for key in ("en", "hinglish") for t in entry.get(key, []) or []]
+        native = [_native_regex(str(t)) for t in entry.get("hi", []) or []]
+        return cls(
+            re.compile("|".join(f"(?:{r})" for r in latin if r)) if latin else None,
+            re.compile("|".join(f"(?:{r})" for r in native if r)) if native else None,
+        )
+
+    def spans(self, latin: str, native: str) -> list[tuple[str, int, int]]:
+        found = []
+        for name, pattern, text in (("latin", self.latin, latin), ("native", self.native, native)):
+            if pattern is not None:
+                found += [(name, m.start(), m.end()) for m in pattern.finditer(text)]
+        return found
+
+    def near(self, latin: str, native: str, spans: list[tuple[str, int, int]], negated) -> bool:
+        """Whether one of these terms (not negated: "no heat") is within WINDOW characters of one of `spans`."""
+        mine = [sp for sp in self.spans(latin, native) if not negated(sp)]
+        return any(f == g and b - WINDOW <= s2 <= e + WINDOW for f, b, e in spans for g, s2, _ in mine)
+
+    def any(self, latin: str, native: str) -> bool:
+        return bool(
+            (self.latin is not None and self.latin.search(latin))
+            or (self.native is not None and self.native.search(native))
+        )
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    level: str  # red_flag | watch | mild
+    terms: Terms
+    escalate_with: tuple[str, ...]
+    exceptions: Terms | None
+
+
+class Model:
+    """prompts/symptoms.yaml compiled once."""
+
+    def __init__(self, data: dict):
+        neg = data["negators"]
+        self.neg_before = {native_form(str(w)) for w in neg["before"]}
+        self.neg_after = {native_form(str(w)) for w in neg["after"]}
+        self.neg_filler = {native_form(str(w)) for w in neg["after_filler"]}
+        self.stopping = {native_form(str(w)) for w in neg["not_when_near"]}
+        self.reporting = Terms.of(data["reporting"])
+        self.informational = Terms.of(data["informational"])
+        self.modifiers = {name: Terms.of(entry) for name, entry in data["modifiers"].items()}
+        self.crisis = Terms.of(data["crisis"])
+        self.concepts = []
+        for name, entry in data["concepts"].items():
+            unknown = [m for m in entry.get("escalate_with", []) if m not in self.modifiers]
+            if unknown:
+                raise ValueError(f"symptoms.yaml: concept {name} escalates with unknown modifier {unknown[0]!r}")
+            listed = [str(t) for t in entry.get("except", [])]
+            exceptions = {
+                "en": [t for t in listed if not has_devanagari(t)],
+                "hi": [t for t in listed if has_devanagari(t)],
+            }
+            self.concepts.append(
+                Concept(
+                    name,
+                    str(entry["level"]),
+                    Terms.of(entry),
+                    tuple(entry.get("escalate_with", [])),
+                    Terms.of(exceptions) if listed else None,
+                )
+            )
+
+    def _negated(self, text: str, start: int, end: int) -> bool:
+        """'no fever', 'not swollen', 'bukhar nahi hai': a negator just before (same clause) or just after the
+        symptom word; not 'khoon ruk nahi raha' (a negator with a 'stop' word is about stopping)."""
+        before = re.split(r"[,.;:!?]", text[:start])[-1].split()[-3:]
+        after = re.split(r"[,.;:!?]", text[end:])[0].split()[:3]
+        if any(w.strip("'\"") in self.stopping for w in before[-2:] + after):
+            return False
+        if any(w.strip("'\"") in self.neg_before for w in before):
+            return True
+        if after and after[0] in self.neg_filler:
+            after = after[1:]
+        return bool(after) and after[0] in self.neg_after
+
+    def assess(self, latin: str, native: str) -> Finding:
+        if self.crisis.any(latin, native):
+            return Finding("crisis", "crisis", "despair or thoughts of not living or of self-harm")
+        reported = self.reporting.any(latin, native)
+        general = self.informational.any(latin, native) and not reported
+        urgent: Finding | None = None
+        symptom: Finding | None = None
+        for concept in self.concepts:
+
+            def negated(span: tuple[str, int, int]) -> bool:
+                return self._negated(latin if span[0] == "latin" else native, span[1], span[2])
+
+            spans = [sp for sp in concept.terms.spans(latin, native) if not negated(sp)]
+            if concept.exceptions is not None:
+                excepted = concept.exceptions.spans(latin, native)
+                spans = [sp for sp in spans if not any(sp[0] == f and b <= sp[1] < e for f, b, e in excepted)]
+            if not spans:
+                continue
+            if concept.level == "red_flag":
+                urgent = urgent or Finding("emergency", concept.name, concept.name)
+                continue
+            boosts = [m for m in concept.escalate_with if self.modifiers[m].near(latin, native, spans, negated)]
+            if boosts:
+                urgent = urgent or Finding("emergency", concept.name, f"{concept.name} + {boosts[0]}")
+            else:
+                symptom = symptom or Finding("symptom", concept.name, concept.name)
+        if urgent is not None:
+            return Finding("question", urgent.concept, f"{urgent.why}, asked in general") if general else urgent
+        if symptom is not None:
+            return Finding("question", symptom.concept, f"{symptom.why}, asked in general") if general else symptom
+        return Finding("none")
+
+
+@lru_cache(maxsize=1)
+def model() -> Model:
+    return Model(yaml.safe_load((PROMPTS / "symptoms.yaml").read_text(encoding="utf-8")))
