@@ -17,8 +17,9 @@ from langchain_core.language_models import BaseChatModel
 from chatbot import compose, language, llm
 from chatbot.conversation import History, standalone
 from chatbot.embedding import Embedder
+from chatbot.feedback import redact
 from chatbot.lexical import tokens
-from chatbot.retrieval import Hit, Index, LiveIndex, is_covered, retrieve
+from chatbot.retrieval import Hit, Index, LiveIndex, retrieve
 from chatbot.safety import Triage, Triager, render
 from chatbot.settings import Settings
 from chatbot.store import StoreError
@@ -196,6 +197,8 @@ class Engine:
             lang=lang,
         )
         text = render(verdict.category, self.settings, lang)
+        if verdict.subtype == "with_emergency":  # crisis first, then what to do about the emergency
+            text = f"{text}\n\n{render('emergency', self.settings, lang)}"
         if verdict.category == "symptom":
             flags.deferral = True
             text = f"{text}\n\n{self._deferral(lang)}"
@@ -234,7 +237,10 @@ class Engine:
         if verdict.category == "medical_advice":
             preface = render(f"medical_advice_{verdict.subtype}", self.settings, say)
         base = dict(question=question, triage=verdict, hits=hits, query=query, timings_ms=clock.laps)
-        if not is_covered(hits, self.settings.relevance_floor):
+        sections, uncovered = [hits[0]] if hits else [], ""
+        if hits and not chosen:
+            sections, uncovered = self._parts(query, hits, index)
+        if not any(h.fused >= self.settings.relevance_floor for h in sections):
             best = f"{hits[0].fused:.2f}" if hits else "none"
             return Answer(
                 text=f"{preface or render('not_covered', self.settings, say)}\n\n{deferral}",
@@ -243,9 +249,7 @@ class Engine:
                 why=f"below the relevance floor {self.settings.relevance_floor} (best {best})",
                 **base,
             )
-        sections, uncovered = [hits[0]], ""
         if not chosen:
-            sections, uncovered = self._parts(query, hits, index)
             plain = verdict.category == "question"
             if plain and len(sections) == 1 and not uncovered and _close(hits, self.settings.relevance_floor):
                 return self._clarify(hits[:2], lang, base)
@@ -290,8 +294,9 @@ class Engine:
         )
 
     def _parts(self, query: str, hits: list[Hit], index: Index) -> tuple[list[Hit], str]:
-        """A question with two parts ("who does it and how long does it take?"): the best section of each part
-        (at most two), and the parts no section covers. A one-part question: its best section."""
+        """The question's best section, and for a question with parts ("who does it and how long does it take?",
+        "Since <premise>, <question>") the best section of another part when it differs (at most two sections),
+        and what the parts no section covers ask about."""
         premise = PREMISE.match(query)
         asked = premise.group(2) if premise else query
         parts = [premise.group(1)] if premise else []
@@ -299,11 +304,12 @@ class Engine:
         if len(parts) < 2:
             return [hits[0]], ""
         vectors = self.embedder.encode([language.to_latin(p) for p in parts])
-        found: list[Hit] = []
+        found: list[Hit] = [hits[0]] if hits[0].fused >= self.settings.relevance_floor else []
         missing = []
         for i, (part, vec) in enumerate(zip(parts, vectors, strict=True)):
             best = retrieve(index, part, vec, 1)
-            if best and best[0].fused >= self.settings.relevance_floor + PART_BAR:
+            bar = self.settings.relevance_floor + (0.0 if premise and i == 0 else PART_BAR)  # a premise: always
+            if best and best[0].fused >= bar:
                 if all(best[0].chunk_id != h.chunk_id for h in found):
                     found.append(best[0])
             elif not (premise and i == 0):
@@ -349,8 +355,11 @@ def conversation_language(question: str, history: History) -> str:
 
 def _topics(index: Index, text: str) -> str:
     """The words of `text` no clinic page or patient question has ('swimming'), as the pages' gap to name; only
-    plain words (never numbers or doses), and only one or two: more unknown words mean an unusual spelling."""
-    unknown = [w for w in index.lexical.unknown_words(text) if w.isalpha() and w not in language.generic_words()]
+    plain words (never numbers, doses, names or contact details), and only one or two: more unknown words mean an
+    unusual spelling."""
+    unknown = [
+        w for w in index.lexical.unknown_words(redact(text)) if w.isalpha() and w not in language.generic_words()
+    ]
     return ", ".join(dict.fromkeys(unknown)) if 0 < len(set(unknown)) <= 2 else ""
 
 

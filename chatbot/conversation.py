@@ -26,16 +26,17 @@ def topic_words(text: str) -> list[str]:
 def is_follow_up(question: str) -> bool:
     """Elliptical or referring back: few words of its own and a pronoun, or an 'and ...' opening."""
     own = topic_words(question)
-    return bool(FOLLOW_UP_START.match(question)) or (len(own) <= 2 and bool(REFERENCE.search(question))) or not own
+    short = len(question.split()) <= 5 and len(own) <= 1  # "how many days before?": one word of its own
+    return bool(FOLLOW_UP_START.match(question)) or (len(own) <= 2 and bool(REFERENCE.search(question))) or short
 
 
 def standalone(question: str, history: History) -> str:
-    """The question to retrieve with: the question itself, plus the last self-contained user question
+    """The question to retrieve with: the question itself, or after the last self-contained user question
     when it is a follow-up. 'how long does it take?' after 'what happens during SMP?' ->
-    'how long does it take? (what happens during SMP?)'."""
+    'what happens during SMP? how long does it take?'."""
     if not history or not is_follow_up(question):
         return question
     for user, _bot in reversed(history):
         if topic_words(user) and not is_follow_up(user):
-            return f"{question} ({user})"
+            return f"{user.rstrip()} {question}"
     return question

@@ -268,13 +268,9 @@ class Triager:
         """The category of one message; `query_vec` is its normalised embedding (reused, never computed here)."""
         revealed = reveal_hidden(text or "")
         clean = self.normalise(revealed)
-        result = self._by_rules(clean, revealed)
-        finding = symptoms.model().assess(clean, symptoms.native_form(_visible(text or "")))
-        found = {"crisis": "crisis", "emergency": "emergency", "symptom": "symptom"}.get(finding.level)
-        if found and RANK[found] < RANK.get(result.category, 9):
-            result = Triage(found, finding.concept, f"{found}: symptom model ({finding.why})")
+        result, finding = self._classify(clean, revealed, _visible(text or ""))
         for hidden in self._hidden_payloads(revealed):
-            found = self._by_rules(self.normalise(hidden), hidden)
+            found, _ = self._classify(self.normalise(hidden), hidden, hidden)
             if found.category in RANK and RANK[found.category] < RANK.get(result.category, 9):
                 result = Triage(found.category, found.subtype, f"in Base64 text: {found.reason}")
         if RANK.get(result.category, 9) > RANK["injection"]:
@@ -295,6 +291,15 @@ class Triager:
         return self.domain.search(self.normalise(reveal_hidden(text or ""))) is not None
 
     # -- rules
+
+    def _classify(self, clean: str, revealed: str, visible: str) -> tuple[Triage, symptoms.Finding]:
+        """The rules and the symptom model together: the more urgent of the two decides."""
+        result = self._by_rules(clean, revealed)
+        finding = symptoms.model().assess(clean, symptoms.native_form(visible))
+        found = {"crisis": "crisis", "emergency": "emergency", "symptom": "symptom"}.get(finding.level)
+        if found and RANK[found] < RANK.get(result.category, 9):
+            result = Triage(found, finding.concept, f"{found}: symptom model ({finding.why})")
+        return result, finding
 
     def _by_rules(self, clean: str, revealed: str) -> Triage:
         checks = (
@@ -366,12 +371,10 @@ class Triager:
         assert self.exemplars is not None
         scores = self.exemplars @ np.asarray(query_vec, dtype=np.float32).reshape(-1)
         current = RANK.get(result.category, 9)
-        if result.category in ("injection", "medical_advice", "offtopic"):  # a rule's clear decision stands
+        if result.category not in ("question", "symptom"):  # a rule's or the symptom model's decision stands
             return result
         for category in SEMANTIC_CATEGORIES:
             if RANK[category] >= current:
-                break
-            if result.category in ("greeting", "thanks") and category in ("medical_advice", "offtopic"):
                 break
             mine = self.masks.get(category)
             if mine is None:
@@ -403,18 +406,18 @@ def _exemplar_rows() -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-_VECTORS: dict[tuple[int, int], np.ndarray] = {}
-
-
 def _embedded(embed: Callable[[list[str]], np.ndarray], texts: tuple[str, ...]) -> np.ndarray:
-    """The exemplars' vectors, embedded once per process and embedding function (a Triager per engine reuses them)."""
-    key = (id(getattr(embed, "__self__", embed)), hash(texts))
-    if key not in _VECTORS:
+    """The exemplars' vectors; an embedder's bound method keeps them on the embedder, so the engines that share
+    it embed the exemplars once."""
+    owner = getattr(embed, "__self__", None)
+    cache = owner.__dict__.setdefault("_triage_exemplars", {}) if owner is not None else {}
+    key = hash(texts)
+    if key not in cache:
         vectors = np.asarray(embed(list(texts)), dtype=np.float32)
         if vectors.shape[0] != len(texts):
             raise ValueError(f"embed returned {vectors.shape[0]} vectors for {len(texts)} exemplar sentences")
-        _VECTORS[key] = vectors
-    return _VECTORS[key]
+        cache[key] = vectors
+    return cache[key]
 
 
 # ---------------------------------------------------------------- patient-facing messages

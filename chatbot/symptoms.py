@@ -29,8 +29,8 @@ _DEVA_LETTER = "\u0900-\u097f"
 @dataclass(frozen=True)
 class Finding:
     level: str  # crisis | emergency | symptom | question | none
-    concept: str = ""
-    why: str = ""
+    concept: str = ""  # the concept's group ("infection"), or "crisis"
+    why: str = ""  # the concept and modifier that decided it ("pus_discharge", "bleeding + persistent")
 
 
 def native_form(text: str) -> str:
@@ -100,6 +100,7 @@ class Terms:
 @dataclass(frozen=True)
 class Concept:
     name: str
+    group: str  # what staff see: infection, bleeding, allergy, swelling, breathing, severe_pain, ...
     level: str  # red_flag | watch | mild
     terms: Terms
     escalate_with: tuple[str, ...]
@@ -119,6 +120,7 @@ class Model:
         self.informational = Terms.of(data["informational"])
         self.modifiers = {name: Terms.of(entry) for name, entry in data["modifiers"].items()}
         self.crisis = Terms.of(data["crisis"])
+        self.not_crisis = Terms.of({"en": data["crisis"]["except"]}) if data["crisis"].get("except") else None
         self.concepts = []
         for name, entry in data["concepts"].items():
             unknown = [m for m in entry.get("escalate_with", []) if m not in self.modifiers]
@@ -132,6 +134,7 @@ class Model:
             self.concepts.append(
                 Concept(
                     name,
+                    str(entry.get("group", name)),
                     str(entry["level"]),
                     Terms.of(entry),
                     tuple(entry.get("escalate_with", [])),
@@ -153,8 +156,7 @@ class Model:
         return bool(after) and after[0] in self.neg_after
 
     def assess(self, latin: str, native: str) -> Finding:
-        if self.crisis.any(latin, native):
-            return Finding("crisis", "crisis", "despair or thoughts of not living or of self-harm")
+        crisis = self.crisis.any(latin, native) and not (self.not_crisis and self.not_crisis.any(latin, native))
         reported = self.reporting.any(latin, native)
         general = self.informational.any(latin, native) and not reported
         urgent: Finding | None = None
@@ -171,13 +173,18 @@ class Model:
             if not spans:
                 continue
             if concept.level == "red_flag":
-                urgent = urgent or Finding("emergency", concept.name, concept.name)
+                urgent = urgent or Finding("emergency", concept.group, concept.name)
                 continue
             boosts = [m for m in concept.escalate_with if self.modifiers[m].near(latin, native, spans, negated)]
             if boosts:
-                urgent = urgent or Finding("emergency", concept.name, f"{concept.name} + {boosts[0]}")
+                urgent = urgent or Finding("emergency", concept.group, f"{concept.name} + {boosts[0]}")
             else:
-                symptom = symptom or Finding("symptom", concept.name, concept.name)
+                symptom = symptom or Finding("symptom", concept.group, concept.name)
+        if crisis:  # first, with the emergency too when one is reported ("I want to die, the bleeding won't stop")
+            also = urgent is not None and not general
+            return Finding(
+                "crisis", "with_emergency" if also else "crisis", "despair or thoughts of not living or of self-harm"
+            )
         if urgent is not None:
             return Finding("question", urgent.concept, f"{urgent.why}, asked in general") if general else urgent
         if symptom is not None:

@@ -183,8 +183,9 @@ def test_cli_ask_json_and_batch(built, tmp_path):
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(rows) == 3
-    assert set(rows[0]) == {"question", "answer", "sources", "mode", "flags", "latency_ms"}
-    assert set(rows[0]["flags"]) == {"deferral", "escalated", "out_of_scope", "refused"}
+    assert set(rows[0]) == {"question", "answer", "sources", "mode", "flags", "lang", "options", "related", "latency_ms"}
+    assert set(rows[0]["flags"]) == {"deferral", "escalated", "out_of_scope", "refused", "watch", "clarify", "partial", "lang"}
+    assert rows[0]["lang"] == rows[0]["flags"]["lang"] == "en"
     assert set(rows[0]["sources"][0]) == {"title", "section", "path", "url", "chunk_id", "score"}
     assert "local anaesthesia" in rows[0]["answer"] and rows[0]["flags"]["deferral"]
     assert "48 hours" in rows[1]["answer"]

@@ -64,7 +64,7 @@ def test_sections_never_mix_and_lists_stay_whole():
     text = "Lead.\n\n## A\nIntro:\n- one\n- two\n\n## B\n### B1\nPara b1.\n"
     found = sections(text)
     assert [s.path for s in found] == [["A"], ["B", "B1"]]
-    assert found[0].blocks == ["Lead.", "Intro:\n- one\n- two"]
+    assert found[0].blocks == ["Intro:\n- one\n- two"] and found[0].preface == "Lead."  # the lead is not quoted
 
 
 def test_every_real_page_chunks_with_provenance_and_stable_ids():
