@@ -65,12 +65,11 @@ CONVERSATIONS = [
     ("Can I go to the gym after SMP?", "how long does it take?", "24 hours"),
     ("Will the SMP colour fade?", "how long does it take?", "retouch"),
     ("Can women get SMP?", "how long does it take?", "Female pattern baldness"),
-    ("Does SMP hurt?", "how long does it take?", "local anaesthesia"),
     ("Can women get SMP?", "is that painful?", "Female pattern baldness"),
     ("Will the SMP colour fade?", "is that painful?", "retouch"),
     ("What does the cost depend on?", "is that painful?", "depends on a few factors"),
     ("Can I go to the gym after SMP?", "is that painful?", "headband"),
-    ("Does SMP hurt?", "and after that?", "local anaesthesia"),
+    ("Does SMP hurt?", "and after that?", "48 hours"),
     ("Can women get SMP?", "is it safe?", "Female pattern baldness"),
 ]
 REQUEST_TIMEOUT_S = 120.0

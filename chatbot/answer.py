@@ -15,7 +15,7 @@ from datetime import date
 from langchain_core.language_models import BaseChatModel
 
 from chatbot import compose, language, llm
-from chatbot.conversation import History, standalone
+from chatbot.conversation import History, anchor, standalone
 from chatbot.embedding import Embedder
 from chatbot.feedback import redact
 from chatbot.lexical import tokens
@@ -24,6 +24,7 @@ from chatbot.safety import Triage, Triager, render
 from chatbot.settings import Settings
 from chatbot.store import StoreError
 
+STAY_WITHIN = 3  # a follow-up stays on the earlier question's section when it is among its top sections
 CLARIFY_MARGIN = 0.01  # two different sections this close (fused score): ask which one the patient means
 # "Since SMP needs no anaesthesia, can I drive home?": the premise is a part of its own, so that the page that
 # speaks to it (local anaesthesia) is quoted too, and its words are never echoed as "not covered".
@@ -166,10 +167,17 @@ class Engine:
         if not self.settings.serve_overdue:
             today = (self.today or date.today()).isoformat()
             hits = [h for h in hits if not (h.metadata.get("review_due") and h.metadata["review_due"] < today)]
+        settled = bool(choose)  # no clarification: the patient chose, or a follow-up stays on its section
+        earlier = anchor(question, history)
+        if earlier:  # a follow-up stays on the earlier question's section: always when it has no topic of its own
+            before = retrieve(index, earlier, self.embedder.query_vector(language.to_latin(earlier)), 1)
+            if before and before[0].chunk_id in {h.chunk_id for h in hits[:STAY_WITHIN]}:
+                hits = before + [h for h in hits if h.chunk_id != before[0].chunk_id]
+                settled = True
         if choose and choose in index.chunks:
             hits = [h for h in hits if h.chunk_id == choose] or [_chosen(index, choose)]
         clock.lap("retrieve")
-        answer = self._grounded(question, query, verdict, hits, index, clock, lang, chosen=bool(choose))
+        answer = self._grounded(question, query, verdict, hits, index, clock, lang, bool(choose), settled)
         answer.index_version = index.version
         if verdict.soft:  # urgent by meaning only: the urgent message first, then the answer
             answer.text = f"{render(verdict.category, self.settings, lang)}\n\n{answer.text}"
@@ -230,6 +238,7 @@ class Engine:
         clock: _Clock,
         lang: str,
         chosen: bool = False,
+        settled: bool = False,
     ) -> Answer:
         say = "hi" if lang == "hi" else "en"  # templated lines; quoted content stays English
         deferral = self._deferral(lang)
@@ -238,8 +247,8 @@ class Engine:
             preface = render(f"medical_advice_{verdict.subtype}", self.settings, say)
         base = dict(question=question, triage=verdict, hits=hits, query=query, timings_ms=clock.laps)
         sections, uncovered = [hits[0]] if hits else [], ""
-        if hits and not chosen:
-            sections, uncovered = self._parts(query, hits, index)
+        if hits and not chosen:  # the patient's own words: a follow-up's rewrite is not a question of two parts
+            sections, uncovered = self._parts(question, hits, index)
         if not any(h.fused >= self.settings.relevance_floor for h in sections):
             best = f"{hits[0].fused:.2f}" if hits else "none"
             return Answer(
@@ -250,7 +259,7 @@ class Engine:
                 **base,
             )
         if not chosen:
-            plain = verdict.category == "question"
+            plain = verdict.category == "question" and not settled
             if plain and len(sections) == 1 and not uncovered and _close(hits, self.settings.relevance_floor):
                 return self._clarify(hits[:2], lang, base)
             if not uncovered and lang == "en":  # Hinglish and Hindi words are too often missing from the pages

@@ -30,12 +30,38 @@ def is_follow_up(question: str) -> bool:
     return bool(FOLLOW_UP_START.match(question)) or (len(own) <= 2 and bool(REFERENCE.search(question))) or short
 
 
+MOVES_ON = re.compile(
+    r"\b(after that|after this|after it|before that|before this|and then|then what|what next|next step|uske baad|"
+    r"iske baad|is ke baad|us ke baad|uske pehle|iske pehle)\b|उसके बाद|इसके बाद|उससे पहले",
+    re.I,
+)
+
+
+AFTER = re.compile(r"\b(after|baad)\b|बाद", re.I)
+# A follow-up that moves on ("and after that?") asks what comes next in the patient's journey: SMP is the one
+# procedure these pages are about, so "that" is the procedure.
+NEXT_STEP = {True: "what should I do after SMP?", False: "what should I do before SMP?"}
+
+
+def anchor(question: str, history: History) -> str | None:
+    """The earlier question a follow-up stays on ("how long does it take?" after "will the colour fade?"), or
+    None: not a follow-up, or one that moves on to what comes next ("and after that?")."""
+    if not history or not is_follow_up(question) or MOVES_ON.search(question):
+        return None
+    for user, _bot in reversed(history):
+        if topic_words(user) and not is_follow_up(user):
+            return user
+    return None
+
+
 def standalone(question: str, history: History) -> str:
     """The question to retrieve with: the question itself, or after the last self-contained user question
     when it is a follow-up. 'how long does it take?' after 'what happens during SMP?' ->
     'what happens during SMP? how long does it take?'."""
     if not history or not is_follow_up(question):
         return question
+    if MOVES_ON.search(question):
+        return NEXT_STEP[bool(AFTER.search(question))]
     for user, _bot in reversed(history):
         if topic_words(user) and not is_follow_up(user):
             return f"{user.rstrip()} {question}"

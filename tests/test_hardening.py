@@ -37,6 +37,7 @@ import app as webapp
 from bench.common import stop_process
 from bench.soak import ChatError, UiSession, chat_fn_index, run_event
 from chatbot.feedback import FeedbackLog
+from chatbot.lifecycle import store_damage
 from chatbot.safety import render
 from chatbot.settings import ROOT
 from chatbot.store import VersionStore
@@ -378,7 +379,7 @@ def test_app_py_on_a_corrupted_store_starts_stays_up_and_says_how_to_repair(buil
 def test_start_up_never_builds_over_a_half_written_store(built, embedder, tmp_path):
     """The start-up decision (the same code `python app.py` runs, with this session's model): a store that
     exists but is damaged is reported, not rebuilt; only a store that is not there at all is built."""
-    assert webapp.store_damage(built.with_(store_dir=tmp_path / "nothing-yet")) is None  # fresh install: build
+    assert store_damage(built.with_(store_dir=tmp_path / "nothing-yet")) is None  # fresh install: build
     store = tmp_path / "store"
     shutil.copytree(built.store_dir, store)
     settings = built.with_(store_dir=store)
@@ -394,11 +395,12 @@ def test_start_up_never_builds_over_a_half_written_store(built, embedder, tmp_pa
         VersionStore(settings).set_pointer(good)  # repaired (restored): answered again without a restart
         assert FACT in Client(url + "/", verbose=False).predict(QUESTION, api_name="/chat")
     (store / "live").unlink()  # built versions but none live: not published, or the pointer was lost
-    assert "no version is live although the store holds v000001" in webapp.store_damage(settings)
+    (store / "history.json").unlink()
+    assert "no version is live although the store holds v000001" in store_damage(settings)
     (store / "history.json").write_text('[{"version": "v000001", "previous": null}]')
-    assert "published before" in webapp.store_damage(settings)
+    assert "published before" in store_damage(settings)
     (store / "history.json").write_text("[{")
-    assert "history.json is damaged" in webapp.store_damage(settings)
+    assert "history.json is damaged" in store_damage(settings)
 
 
 def http_ok(url: str) -> bool:

@@ -91,7 +91,7 @@ def test_incremental_ingest_reads_only_changed_pages_and_equals_a_full_rebuild(c
     known = {path: page["sha256"] for path, page in manifest["pages"].items()}
 
     page = content_copy / "aftercare.md"
-    page.write_text(page.read_text().replace("48 hours", "72 hours", 1))
+    page.write_text(page.read_text().replace("the treated area for 48 hours.", "the treated area for 72 hours.", 1))
     scan = scan_folder(content_copy, settings.max_file_bytes, known)
     assert [p.path for p in scan.pages] == ["aftercare.md"] and len(scan.unchanged) == len(known) - 1
 
@@ -132,7 +132,7 @@ def test_delete_and_rename_pages(content_copy, tmp_path, embedder):
     rows = read_chunks(VersionStore(settings), VersionStore(settings).pointer("staging")).values()
     sources = {r["metadata"]["source"] for r in rows}
     assert "cost.md" not in sources and "aftercare.md" not in sources and "after-smp.md" in sources
-    index = LiveIndex(settings).get()
+    index = LiveIndex(settings, "staging").get()
     assert index.collection.count() == len(index) == report.total
     assert not index.collection.get(where={"source": "cost.md"})["ids"]
 
@@ -306,12 +306,13 @@ def test_offline_ingest_and_query_with_no_hub_cache(content_copy, tmp_path):
         "SENTENCE_TRANSFORMERS_HOME": str(empty_home / "st"),
         "CHATBOT_STORE_DIR": str(tmp_path / "store"),
         "CHATBOT_CONTENT_DIR": str(content_copy),
+        "CHATBOT_DATA_DIR": str(tmp_path / "var"),
         "http_proxy": "http://127.0.0.1:9",
         "https_proxy": "http://127.0.0.1:9",
         "no_proxy": "127.0.0.1,localhost",
     }
     out = subprocess.run(
-        [PY, "-m", "chatbot", "ask", "--json", "how long should I avoid washing my scalp?"],
+        [PY, "-m", "chatbot", "ask", "--build", "--json", "how long should I avoid washing my scalp?"],
         cwd=ROOT,
         env=env,
         capture_output=True,
