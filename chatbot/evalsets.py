@@ -18,7 +18,11 @@ from pathlib import Path
 
 EVAL = Path(__file__).parent / "eval"
 ANSWER_SETS = {"dev": EVAL / "answers_dev.jsonl", "blind": EVAL / "answers_blind.jsonl"}
-TRIAGE_SETS = {"dev": EVAL / "triage_dev.jsonl", "blind": EVAL / "triage_blind.jsonl"}
+TRIAGE_SETS = {
+    "dev": EVAL / "triage_dev.jsonl",
+    "dev2": EVAL / "triage_dev2.jsonl",
+    "blind": EVAL / "triage_blind.jsonl",
+}
 LANGS = ("en", "hinglish", "hi")
 REFERS_BACK = re.compile(
     r"^(?:so|that|this|these|those|but|however|then|it|they|also|such|thus|therefore|hence|here|there|in other words)"

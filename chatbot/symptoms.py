@@ -118,7 +118,9 @@ class Model:
         self.stopping = {native_form(str(w)) for w in neg["not_when_near"]}
         self.reporting = Terms.of(data["reporting"])
         self.informational = Terms.of(data["informational"])
+        self.not_happening = Terms.of(data["not_happening"])
         self.modifiers = {name: Terms.of(entry) for name, entry in data["modifiers"].items()}
+        self.improving = Terms.of(data["improving"])
         self.crisis = Terms.of(data["crisis"])
         self.not_crisis = Terms.of({"en": data["crisis"]["except"]}) if data["crisis"].get("except") else None
         self.concepts = []
@@ -158,7 +160,7 @@ class Model:
     def assess(self, latin: str, native: str) -> Finding:
         crisis = self.crisis.any(latin, native) and not (self.not_crisis and self.not_crisis.any(latin, native))
         reported = self.reporting.any(latin, native)
-        general = self.informational.any(latin, native) and not reported
+        general = self.informational.any(latin, native) and not reported or self.not_happening.any(latin, native)
         urgent: Finding | None = None
         symptom: Finding | None = None
         for concept in self.concepts:
@@ -176,6 +178,8 @@ class Model:
                 urgent = urgent or Finding("emergency", concept.group, concept.name)
                 continue
             boosts = [m for m in concept.escalate_with if self.modifiers[m].near(latin, native, spans, negated)]
+            if self.improving.near(latin, native, spans, negated):  # "less every day": not worsening or spreading
+                boosts = [m for m in boosts if m not in ("worsening", "spreading", "persistent")]
             if boosts:
                 urgent = urgent or Finding("emergency", concept.group, f"{concept.name} + {boosts[0]}")
             else:
