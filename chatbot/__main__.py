@@ -74,17 +74,30 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from chatbot import evalsets
     from chatbot.evaluation import evaluate
 
-    report = evaluate(build_engine(settings, args.build), baseline=not args.no_baseline)
+    engine = build_engine(settings, args.build)
+    report = evaluate(engine, baseline=not args.no_baseline)
+    sets = evalsets.report(engine, baseline=not args.no_baseline)
     if args.json:
         out = {k: v for k, v in vars(report).items() if k not in ("project", "baseline")}
         out["project"] = vars(report.project)
         out["baseline"] = vars(report.baseline) if report.baseline else None
-        print(json.dumps(out, indent=1))
+        out["sets"] = _without_rows(sets)
+        print(json.dumps(out, indent=1, ensure_ascii=False))
     else:
+        print("## Golden set (the gate's cases)\n")
         print(report.table())
+        print()
+        print(evalsets.markdown(sets))
     return 0
+
+
+def _without_rows(data):
+    if isinstance(data, dict):
+        return {k: _without_rows(v) for k, v in data.items() if k != "rows"}
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ask = sub.add_parser("ask", help="answer questions from the clinic's content")
     ask.add_argument("question", nargs="*")
     ask.add_argument("--batch", type=Path, help="one question per line, or JSON lines with question and history")
-    ev = sub.add_parser("eval", help="run the golden evaluation set")
+    ev = sub.add_parser("eval", help="the golden set, the dev and frozen blind sets of answers and triage")
     ev.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
     for p in (ask, ev):
         p.add_argument("--store", type=Path, help="index folder (default: .chroma/ or CHATBOT_STORE_DIR)")

@@ -313,3 +313,47 @@ def answers_markdown(results: dict[str, dict]) -> str:
             cells.append("-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value)))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the whole report
+
+
+BEFORE = EVAL / "before.json"  # the same sets measured on the engine before the section answers and symptom model
+
+
+def report(engine, baseline: bool = True) -> dict:
+    """Every set through the engine: answers (dev, blind; with the naive baseline) and triage (dev, dev2, blind),
+    next to the figures recorded before the change."""
+    known = section_sentences(engine.settings.content_dir)
+    before = json.loads(BEFORE.read_text(encoding="utf-8"))
+    answers: dict[str, dict] = {}
+    for name, path in ANSWER_SETS.items():
+        cases = load(path)
+        answers[f"{name}: project"] = run_answers(engine, cases, known)
+        if baseline:
+            answers[f"{name}: naive baseline"] = run_baseline(
+                engine.settings.content_dir, engine.embedder, cases, known
+            )
+        if name in before["answers"]:
+            answers[f"{name}: before"] = before["answers"][name]
+    triage = {name: run_triage(engine, load(path)) for name, path in TRIAGE_SETS.items()}
+    return {"answers": answers, "triage": triage, "triage_before": before["triage"]}
+
+
+def markdown(result: dict) -> str:
+    lines = ["## Answers", "", answers_markdown(result["answers"]), "", "## Triage", ""]
+    for name, table in result["triage"].items():
+        old = result["triage_before"].get(name)
+        lines += [triage_markdown(f"{name}: new", table), ""]
+        if old:
+            lines += [triage_markdown(f"{name}: old rules", old), ""]
+        lines.append(
+            f"{name}: under-triage {table['under_triage']}/{table['urgent']}"
+            + (f" (old rules {old['under_triage']})" if old else "")
+            + f"; benign symptoms escalated {table['benign_escalated']}/{table['benign']}"
+            + (f" (old {old['benign_escalated']})" if old else "")
+            + f"; plain questions escalated {table['question_escalated']}/{table['questions']}"
+            + (f" (old {old['question_escalated']})" if old else "")
+        )
+        lines.append("")
+    return "\n".join(lines)
