@@ -40,8 +40,9 @@ def _ui_yaml() -> dict:
     return yaml.safe_load(UI_YAML.read_text(encoding="utf-8"))
 
 
-def ui_text(settings: Settings) -> dict:
-    """prompts/ui.yaml with {clinic}, {contact}, {max_chars} and {per_minute} filled in."""
+def ui_text(settings: Settings, lang: str = "en") -> dict:
+    """prompts/ui.yaml in English (or, for lang 'hi', with its Hindi words) with {clinic}, {contact}, {max_chars}
+    and {per_minute} filled in."""
     values = {
         "clinic": settings.clinic_name,
         "contact": settings.clinic_contact,
@@ -54,7 +55,8 @@ def ui_text(settings: Settings) -> dict:
             text = text.replace("{" + key + "}", value)
         return " ".join(text.split())
 
-    words = {**DEFAULT_WORDS, **_ui_yaml()}
+    data = {k: v for k, v in _ui_yaml().items() if k != "hi"}
+    words = {**DEFAULT_WORDS, **data, **(_ui_yaml().get("hi", {}) if lang == "hi" else {})}
     return {k: [fill(x) for x in v] if isinstance(v, list) else fill(str(v)) for k, v in words.items()}
 
 
@@ -158,8 +160,10 @@ def chat_reply(
     history: list[tuple[str, str]],
     session: str,
     words: dict,
+    choose: str | None = None,
 ) -> Reply:
-    """Check a patient's message (length, rate), answer it, log it (redacted). Never raises."""
+    """Check a patient's message (length, rate), answer it, log it (redacted). Never raises. `choose`: the section
+    (chunk id) of a clarification option the patient clicked."""
     message = (message or "").strip()
     if not message:
         return Reply(words["empty"], notice="empty")
@@ -169,7 +173,7 @@ def chat_reply(
     if not limiter.allow(session):
         return Reply(words["rate_limited"], notice="rate_limited")
     try:
-        answer = engine.ask(message, history[-6:])
+        answer = engine.ask(message, history[-6:], choose=choose)
     except Exception as exc:  # noqa: BLE001 - a patient must get a message, never a stack trace
         log.error("answering failed: %s", exc.__class__.__name__)
         return Reply(render("unavailable", engine.settings), notice="unavailable")
@@ -184,6 +188,16 @@ def reply_messages(reply: Reply, words: dict) -> list[dict]:
     if reply.escalated:
         body = f"**🚨 {safe_markdown(words['urgent_title'])}**\n\n{body}"
     return [{"role": "assistant", "content": body}] + (source_messages(reply.answer, words) if reply.answer else [])
+
+
+def choices(answer: Answer | None) -> list[tuple[str, str | None]]:
+    """The buttons under an answer: a clarification's options (label, section to quote) or up to three related
+    questions (label, None: asked as a new question)."""
+    if answer is None:
+        return []
+    if answer.options:
+        return [(f"{o.n}. {o.title}: {o.section}", o.chunk_id) for o in answer.options]
+    return [(q, None) for q in answer.related[:3]]
 
 
 def stream_prefixes(text: str, words_per_step: int = 3, max_steps: int = 12):

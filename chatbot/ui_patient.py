@@ -17,6 +17,7 @@ from chatbot.ui import (
     RateLimiter,
     Reply,
     chat_reply,
+    choices,
     conversation_summary,
     record_feedback,
     reply_messages,
@@ -31,6 +32,9 @@ from chatbot.ui import (
 STREAM_STEP_S = 0.03  # pause between streamed word groups: the text is final and checked, only shown gradually
 # (at most 12 groups, see stream_prefixes: an answer is shown within about 0.4 s of being ready)
 STREAMS_PER_WORKER = 3
+CHOICE_BUTTONS = 3  # clarification options or related questions shown under an answer
+LANGUAGES = {"English": "en", "हिन्दी": "hi"}
+BROWSER_LANGUAGE = "() => (navigator.language || 'en').toLowerCase().startsWith('hi') ? 'हिन्दी' : 'English'"
 # Gradio keeps a per-session object (about 40-55 KB: a copy of the page's config plus our state) for every
 # session that ever sent an event, closed tabs and API clients included, until it has more than
 # `state_session_capacity` of them (default 10,000, i.e. about 0.5 GB); then it forgets the least recently used.
@@ -88,8 +92,9 @@ def busy_head(text: str) -> str:
 
 
 def new_state() -> dict:
-    """Per-session state: the conversation for follow-ups, which chat message came from which log row."""
-    return {"history": [], "qids": {}, "sources": [], "escalated": False, "feedback_id": None}
+    """Per-session state: the conversation for follow-ups, which chat message came from which log row, and what
+    the buttons under the last answer ask (label, section or None)."""
+    return {"history": [], "qids": {}, "sources": [], "escalated": False, "feedback_id": None, "choices": []}
 
 
 def header_html(words: dict) -> str:
@@ -137,14 +142,17 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
     computing = threading.BoundedSemaphore(settings.concurrency)
     streaming = {"concurrency_limit": settings.concurrency * STREAMS_PER_WORKER, "concurrency_id": "chat"}
 
-    def respond(message: str, messages: list, state: dict, request: gr.Request):
+    def respond(message: str, messages: list, state: dict, request: gr.Request, choose: str | None = None):
         with computing:
-            reply = chat_reply(engine, feedback_log, limiter, message, state["history"], session_of(request), words)
+            reply = chat_reply(
+                engine, feedback_log, limiter, message, state["history"], session_of(request), words, choose
+            )
         banner = gr.update()
+        hidden = [gr.update(visible=False)] * CHOICE_BUTTONS
         if reply.answer is None:
             keep = message if reply.notice == "too_long" else ""
             messages = messages + [{"role": "assistant", "content": safe_markdown(reply.text)}]
-            yield keep, messages, state, banner
+            yield keep, messages, state, banner, *hidden
             return
         messages = messages + [{"role": "user", "content": safe_markdown(message.strip())}]
         final = reply_messages(reply, words)
@@ -153,10 +161,47 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
         else:
             busy = gr.update(value="", interactive=False)  # no second question while this answer is shown
             for partial in stream_prefixes(final[0]["content"]):
-                yield busy, messages + [{"role": "assistant", "content": partial}], state, banner
+                yield busy, messages + [{"role": "assistant", "content": partial}], state, banner, *hidden
                 time.sleep(STREAM_STEP_S)
         remember(state, reply, range(len(messages), len(messages) + len(final)))
-        yield gr.update(value="", interactive=True), messages + final, state, banner
+        state["choices"] = [(label, section, reply.answer.question) for label, section in choices(reply.answer)]
+        buttons = [
+            gr.update(value=state["choices"][i][0], visible=True) if i < len(state["choices"]) else hidden[i]
+            for i in range(CHOICE_BUTTONS)
+        ]
+        yield gr.update(value="", interactive=True), messages + final, state, banner, *buttons
+
+    def pick(i: int):
+        """A button under the last answer: a clarification option quotes its section for the same question;
+        a related question is asked as a new one."""
+
+        def handler(messages: list, state: dict, request: gr.Request):
+            if i >= len(state.get("choices", [])):
+                yield gr.update(), messages, state, gr.update(), *[gr.update()] * CHOICE_BUTTONS
+                return
+            label, section, question = state["choices"][i]
+            yield from respond(question if section else label, messages, state, request, section)
+
+        return handler
+
+    def switch_language(choice: str):
+        """The page's own words in English or Hindi; answers follow the language of each message."""
+        text = ui_text(settings, LANGUAGES.get(choice, "en"))
+        lang = LANGUAGES.get(choice, "en")
+        return (
+            header_html(text),
+            gr.update(placeholder=text["input_placeholder"]),
+            gr.update(value=text["send"]),
+            safe_markdown(render("disclaimer", settings, lang)),
+            gr.update(label=text["callback_title"]),
+            safe_markdown(text["callback_intro"]),
+            gr.update(label=text["callback_name"]),
+            gr.update(label=text["callback_contact"]),
+            gr.update(label=text["callback_consent"]),
+            gr.update(value=text["callback_send"]),
+            gr.update(label=text["feedback_label"]),
+            gr.update(value=text["feedback_send"]),
+        )
 
     def remember(state: dict, reply: Reply, indexes: range) -> None:
         state["history"] = (state["history"] + [(reply.answer.question, reply.text)])[-10:]
@@ -208,7 +253,10 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
 
     with gr.Blocks(title=words["title"], analytics_enabled=False, fill_width=False) as demo:
         demo.state_session_capacity = SESSION_CAPACITY
-        gr.HTML(header_html(words), js_on_load=None)
+        language = gr.Radio(
+            list(LANGUAGES), value="English", label=words["language_label"], elem_id="language", container=False
+        )
+        header = gr.HTML(header_html(words), js_on_load=None)
         banner = gr.HTML("", visible=False, elem_id="urgent", js_on_load=None)
         state = gr.State(new_state())
         chatbot = gr.Chatbot(
@@ -236,13 +284,18 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
                 autofocus=True,
             )
             send = gr.Button(words["send"], variant="primary", scale=1, min_width=70, elem_id="send")
-        gr.Markdown(safe_markdown(render("disclaimer", settings)), elem_id="disclaimer")
+        with gr.Row(elem_id="choices"):
+            choice_buttons = [
+                gr.Button(visible=False, size="sm", variant="secondary", elem_id=f"choice-{i}")
+                for i in range(CHOICE_BUTTONS)
+            ]
+        disclaimer = gr.Markdown(safe_markdown(render("disclaimer", settings)), elem_id="disclaimer")
         with gr.Row(visible=False, elem_id="feedback-row") as comment_row:
             comment = gr.Textbox(label=words["feedback_label"], max_length=1000, scale=4, elem_id="feedback-comment")
             comment_send = gr.Button(words["feedback_send"], scale=1, min_width=70, elem_id="feedback-send")
         comment_status = gr.Markdown(elem_id="feedback-status")
-        with gr.Accordion(words["callback_title"], open=False, elem_id="callback"):
-            gr.Markdown(safe_markdown(words["callback_intro"]))
+        with gr.Accordion(words["callback_title"], open=False, elem_id="callback") as callback:
+            callback_intro = gr.Markdown(safe_markdown(words["callback_intro"]))
             name = gr.Textbox(label=words["callback_name"], max_length=100, elem_id="callback-name")
             contact = gr.Textbox(label=words["callback_contact"], max_length=100, elem_id="callback-contact")
             consent = gr.Checkbox(label=words["callback_consent"], value=False, elem_id="callback-consent")
@@ -250,7 +303,13 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
             callback_status = gr.Markdown(elem_id="callback-status")
 
         private = {"api_visibility": "private", "show_progress": "hidden"}
-        chat_io = ([msg, chatbot, state], [msg, chatbot, state, banner])
+        chat_io = ([msg, chatbot, state], [msg, chatbot, state, banner, *choice_buttons])
+        for i, button in enumerate(choice_buttons):
+            button.click(pick(i), [chatbot, state], chat_io[1], **private, **streaming)
+        translated = [header, msg, send, disclaimer, callback, callback_intro, name, contact, consent, callback_send]
+        translated += [comment, comment_send]
+        language.change(switch_language, language, translated, **private)
+        demo.load(None, None, language, js=BROWSER_LANGUAGE)  # the browser's language, Hindi or English
         msg.submit(respond, *chat_io, **private, **streaming)
         send.click(respond, *chat_io, **private, **streaming)
         chatbot.example_select(pick_example, None, msg, **private).then(respond, *chat_io, **private, **streaming)
@@ -259,7 +318,12 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
         callback_send.click(
             on_callback, [name, contact, consent, state], [callback_status, name, contact, consent], **private
         )
-        chatbot.clear(lambda: (new_state(), gr.update(value="", visible=False)), None, [state, banner], **private)
+        chatbot.clear(
+            lambda: (new_state(), gr.update(value="", visible=False), *[gr.update(visible=False)] * CHOICE_BUTTONS),
+            None,
+            [state, banner, *choice_buttons],
+            **private,
+        )
         gr.api(chat, api_name="chat")
         gr.api(feedback, api_name="feedback")
     return demo

@@ -199,3 +199,25 @@ def test_embed_page_loads_the_chat_in_an_iframe_and_answers(open_page, running, 
         server.shutdown()
         server.server_close()
     shutil.rmtree(site)
+
+
+def test_hindi_patient_types_devanagari_and_switches_the_page_to_hindi(open_page, tmp_path):
+    """A question in Devanagari: a Hindi lead line, the clinic's English words with their source, the Hindi
+    deferral; the language switch turns the page's own words (and the disclaimer) into Hindi."""
+    page = open_page()
+    page.locator("#disclaimer").get_by_text("I'm an automated assistant").wait_for()
+    page.locator("#language").get_by_text("हिन्दी").click()
+    hindi_disclaimer = page.locator("#disclaimer").get_by_text("मैं एक ऑटोमेटेड सहायक हूँ")
+    hindi_disclaimer.wait_for()
+    assert hindi_disclaimer.is_visible()
+    assert page.locator("#send").inner_text().strip() == "भेजें"
+    ask(page, "एसएमपी के बाद बाल कब धो सकते हैं?")
+    answer = page.locator("#chat .bot-row").first
+    text = answer.inner_text()
+    assert "क्लिनिक के पेज में यह लिखा है" in text  # the Hindi lead line
+    assert "Avoid washing the treated area for 48 hours" in text  # the page's words, in English, unchanged
+    assert "योग्य डर्मेटोलॉजिस्ट" in text  # the deferral in Hindi
+    assert page.locator("#chat").get_by_text("The first 24 to 48 hours").first.is_visible()  # the source
+    related = page.locator("#choices button:visible")
+    assert related.count() >= 1  # related questions to click
+    page.screenshot(path=str(tmp_path / "hindi.png"), full_page=True)
