@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 result["setup"][size] = {"seed_copy_s": round(seed_from_embedded(embedded, server), 2)}
             print(f"[{size}] server store ready: {result['setup'][size]}", file=sys.stderr, flush=True)
             for mode, settings in (("embedded", embedded), ("server", server)):
-                engine = Engine(settings, embedder)
+                engine = Engine(settings, embedder, pointer="staging")
                 result[mode][size] = measure(engine, args.rounds)
                 result[mode][size]["chunks"] = len(engine.index.get())
                 print(

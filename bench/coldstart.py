@@ -38,7 +38,7 @@ def worker(backend: str, size: str) -> dict:
     marks["model_load"] = time.perf_counter() - t
     t = time.perf_counter()
     settings = ensure_store(size, backend, embedder)
-    engine = Engine(settings, embedder)
+    engine = Engine(settings, embedder, pointer="staging")
     engine.index.get()
     marks["index_open"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -108,7 +108,7 @@ def exp_dense_and_lexical(size: str, rounds: int, embedder) -> dict:
     from chatbot.lexical import expand_query
 
     settings = ensure_store(size, "torch", embedder)
-    engine = Engine(settings, embedder)
+    engine = Engine(settings, embedder, pointer="staging")
     index = engine.index.get()
     started = time.perf_counter()
     exact = ExactCollection(index.collection, index.order)

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes.split(","):
         settings = ensure_store(size, args.store_backend or args.backend, embedder)
         started = time.perf_counter()
-        engine = Engine(settings, embedder)
+        engine = Engine(settings, embedder, pointer="staging")
         index = engine.index.get()
         open_s = time.perf_counter() - started
         print(f"[{size}] {len(index)} chunks, index opened in {open_s:.2f} s", file=sys.stderr, flush=True)

@@ -299,10 +299,11 @@ def ensure_store() -> Path:
     settings = settings_for(CONTENT, store)
     if VersionStore(settings).pointer("live") is None:
         from chatbot.embedding import Embedder
-        from chatbot.indexing import ingest
+        from chatbot.lifecycle import stage_and_publish
 
-        print(f"building {store} ...", file=sys.stderr, flush=True)
-        ingest(settings, lambda: Embedder())
+        print(f"building {store} (through the safety gate) ...", file=sys.stderr, flush=True)
+        embedder = Embedder()
+        stage_and_publish(settings, lambda: embedder, "soak benchmark", publish_now=True)
     return store
 
 

@@ -135,6 +135,7 @@ class Engine:
         self.deferral = render("deferral", settings)  # English; `_deferral(lang)` for the patient's language
         self.system = llm.system_prompt(settings.clinic_name, self.deferral)
         self.today: date | None = None  # fixed in tests; None means the real date
+        self._related_cache: dict[tuple, list[str]] = {}
 
     def ask(self, question: str, history: History | None = None, choose: str | None = None) -> Answer:
         """Answer one patient message. `choose`: the chunk id of a clarification option the patient picked."""
@@ -342,15 +343,18 @@ class Engine:
 
     def _related(self, index: Index, chunk_id: str, lang: str) -> list[str]:
         """Up to three follow-up questions: one patient question from each neighbouring section, in the
-        patient's language where the section has one."""
-        found = []
-        for neighbour in index.neighbours(chunk_id):
-            questions = index.questions.get(neighbour, [])
-            asked = [q for q in questions if self.triager.triage(q).category == "question"]  # no symptom reports
-            mine = [q for q in asked if language.detect(q) == lang] or asked
-            if mine:
-                found.append(mine[0])
-        return found
+        patient's language where the section has one (worked out once per index version)."""
+        key = (index.version, chunk_id, lang)
+        if key not in self._related_cache:
+            found = []
+            for neighbour in index.neighbours(chunk_id):
+                questions = index.questions.get(neighbour, [])
+                asked = [q for q in questions if self.triager.triage(q).category == "question"]  # no reports
+                mine = [q for q in asked if language.detect(q) == lang] or asked
+                if mine:
+                    found.append(mine[0])
+            self._related_cache[key] = found
+        return list(self._related_cache[key])
 
 
 def conversation_language(question: str, history: History) -> str:

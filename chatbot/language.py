@@ -74,6 +74,7 @@ def _data() -> dict:
     return yaml.safe_load((PROMPTS / "language.yaml").read_text(encoding="utf-8"))
 
 
+@lru_cache(maxsize=1)
 def _markers() -> frozenset[str]:
     return frozenset(str(w).lower() for w in _data()["hinglish_markers"])
 

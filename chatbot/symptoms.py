@@ -85,9 +85,9 @@ class Terms:
                 found += [(name, m.start(), m.end()) for m in pattern.finditer(text)]
         return found
 
-    def near(self, latin: str, native: str, spans: list[tuple[str, int, int]], negated) -> bool:
-        """Whether one of these terms (not negated: "no heat") is within WINDOW characters of one of `spans`."""
-        mine = [sp for sp in self.spans(latin, native) if not negated(sp)]
+    @staticmethod
+    def near(mine: list[tuple[str, int, int]], spans: list[tuple[str, int, int]]) -> bool:
+        """Whether one of `mine` (a modifier's spans) is within WINDOW characters of one of `spans` (a concept's)."""
         return any(f == g and b - WINDOW <= s2 <= e + WINDOW for f, b, e in spans for g, s2, _ in mine)
 
     def any(self, latin: str, native: str) -> bool:
@@ -163,6 +163,13 @@ class Model:
         general = self.informational.any(latin, native) and not reported or self.not_happening.any(latin, native)
         urgent: Finding | None = None
         symptom: Finding | None = None
+        found: dict[str, list[tuple[str, int, int]]] = {}  # a modifier's spans, found once per message
+
+        def modifier(name: str, terms: Terms, negated) -> list[tuple[str, int, int]]:
+            if name not in found:
+                found[name] = [sp for sp in terms.spans(latin, native) if not negated(sp)]
+            return found[name]
+
         for concept in self.concepts:
 
             def negated(span: tuple[str, int, int]) -> bool:
@@ -177,8 +184,10 @@ class Model:
             if concept.level == "red_flag":
                 urgent = urgent or Finding("emergency", concept.group, concept.name)
                 continue
-            boosts = [m for m in concept.escalate_with if self.modifiers[m].near(latin, native, spans, negated)]
-            if self.improving.near(latin, native, spans, negated):  # "less every day": not worsening or spreading
+            boosts = [m for m in concept.escalate_with if Terms.near(modifier(m, self.modifiers[m], negated), spans)]
+            if Terms.near(
+                modifier("improving", self.improving, negated), spans
+            ):  # "less every day": not worsening or spreading
                 boosts = [m for m in boosts if m not in ("worsening", "spreading", "persistent")]
             if boosts:
                 urgent = urgent or Finding("emergency", concept.group, f"{concept.name} + {boosts[0]}")
