@@ -198,6 +198,23 @@ def markdown(results: list[Result], today: date | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def triage_sets(engine) -> str:
+    """Under- and over-triage on the dev sets and the frozen blind set, next to the old rules' figures."""
+    from chatbot import evalsets
+
+    before = json.loads(evalsets.BEFORE.read_text(encoding="utf-8"))["triage"]
+    tables = {name: evalsets.run_triage(engine, evalsets.load(path)) for name, path in evalsets.TRIAGE_SETS.items()}
+    text = evalsets.markdown({"answers": {}, "triage": tables, "triage_before": before}).split("## Triage", 1)[1]
+    return (
+        "## Triage on messages nobody on the team wrote\n\n"
+        "Counts per label and language, through the whole engine. `blind` (chatbot/eval/triage_blind.jsonl, 467 "
+        "messages) was written from content/ and the issue alone before the symptom model and is never tuned on; "
+        "`dev` and `dev2` were written the same way by other authors and were tuned on. 'old rules' is the triage "
+        "before the symptom model, on the same messages. Missed = an emergency or crisis message not escalated; "
+        "escalated = a benign symptom or a plain question given the urgent message.\n" + text
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from chatbot.__main__ import build_engine
     from chatbot.settings import Settings
@@ -206,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", type=Path, help="index folder (default: .chroma/ or CHATBOT_STORE_DIR)")
     parser.add_argument("--write", type=Path, help="write the Markdown report here (e.g. docs/safety.md)")
     args = parser.parse_args(argv)
-    results = run(build_engine(Settings.from_env(store_dir=args.store)), load())
-    report = markdown(results)
+    engine = build_engine(Settings.from_env(store_dir=args.store))
+    results = run(engine, load())
+    report = markdown(results) + "\n" + triage_sets(engine)
     if args.write:
         args.write.write_text(report, encoding="utf-8")
     print(report)

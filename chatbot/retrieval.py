@@ -153,7 +153,7 @@ def retrieve(index: Index, question: str, query_vec: np.ndarray, k: int = 4) -> 
         )
         for section in set(dense_best) | set(lexical_best)
     }
-    best = sorted(fused, key=lambda c: -fused[c])[:k]
+    best = sorted(fused, key=lambda c: (-round(fused[c], 6), index.position[c]))[:k]  # ties: page order
     return [
         Hit(
             chunk_id=cid,
