@@ -19,6 +19,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from chatbot import teach
 from chatbot.chunking import chunk_page
 from chatbot.indexing import IngestRefused, IngestReport, ingest
 from chatbot.lifecycle import overdue_pages, stage, status
@@ -317,6 +318,11 @@ def build_editor_app(engine, settings: Settings) -> gr.Blocks:
             refresh = gr.Button("Refresh")
             pages = gr.Dataframe(headers=["page", "title", "status", "note"], **table)
             refresh.click(lambda: page_statuses(settings), None, pages, api_name="pages")
+        with gr.Tab("Content requests"):
+            gr.Markdown("Questions staff marked 'needs new content': the pages do not answer them yet.")
+            refresh_requests = gr.Button("Refresh")
+            requests = gr.Dataframe(headers=["when", "by", "question"], **table)
+            refresh_requests.click(lambda: teach.content_requests(settings), None, requests, api_name="requests")
         with gr.Tab("Edit"):
             pick = gr.Dropdown(page_choices(settings), label="Page", allow_custom_value=True)
             text = gr.Code(label="Page text", language="markdown", lines=18, interactive=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from chatbot import teach
 from chatbot.answer import Answer, Engine
 from chatbot.evaluation import evaluate
 from chatbot.feedback import FeedbackLog, group_unanswered, reason, write_csv
@@ -245,6 +246,19 @@ def publish_action(settings: Settings, embedder, user: str, cases: list[dict] | 
     return f"Published {version} in {seconds:.3f} s: patients now get answers from it.\n{gate.text()}"
 
 
+def attach_action(settings: Settings, engine, user: str, question: str, choice: str) -> str:
+    """Attach a question to a section ('page | section') and stage the page; says what happens next."""
+    page, _, section = (choice or "").partition(" | ")
+    try:
+        report = teach.attach_question(settings, lambda: engine.embedder, user, page, section, question)
+    except (LifecycleError, StoreError, FileNotFoundError) as exc:
+        return f"Not attached: {exc}"
+    return (
+        f"Attached to {page}, '{section}', and staged as {report.version}. Patients get it once a clinician has "
+        "run the safety gate and published staging (Publish tab)."
+    )
+
+
 def rollback_action(settings: Settings, user: str) -> str:
     """Clinicians only: restore the version that was live before."""
     refused = refusal(settings, user, "roll back")
@@ -365,6 +379,28 @@ def build_staff_app(engine, log: FeedbackLog, settings: Settings) -> gr.Blocks:
             groups = gr.Dataframe(headers=["count", "keywords", "nearest pages", "why", "examples"], **table)
             singles = gr.Dataframe(headers=["when", "why", "question", "nearest page", "best score"], **table)
             refresh_gaps.click(lambda: unanswered_rows(log), None, [groups, singles], api_name="unanswered")
+            gr.Markdown(
+                "### Teach from a question\nAttach it to the section that answers it (staged like any edit: "
+                "the safety gate and a clinician's publish come first), or mark it for the editors."
+            )
+            taught = gr.Textbox(label="Question", max_length=500, elem_id="teach-question")
+            where = gr.Dropdown([f"{page} | {section}" for page, section in teach.sections(settings)], label="Section")
+            with gr.Row():
+                attach = gr.Button("Attach to this section", variant="primary")
+                missing = gr.Button("Needs new content")
+            taught_result = gr.Textbox(label="Result", lines=4, interactive=False)
+
+            def on_attach(question: str, choice: str, request: gr.Request) -> str:
+                return attach_action(settings, engine, username(request) or "staff", question, choice)
+
+            def on_missing(question: str, request: gr.Request) -> str:
+                if not (question or "").strip():
+                    return "Type or paste the question first."
+                teach.needs_content(settings, username(request) or "staff", question)
+                return "Noted for the editors (editor console, Content requests)."
+
+            attach.click(on_attach, [taught, where], taught_result, api_name="attach_question", concurrency_limit=1)
+            missing.click(on_missing, taught, taught_result, api_name="needs_content")
         with gr.Tab("Feedback"):
             refresh_feedback = gr.Button("Refresh")
             ratings = gr.Dataframe(headers=["when", "rating", "comment", "question", "mode", "page"], **table)
