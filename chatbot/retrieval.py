@@ -183,8 +183,3 @@ def _vote(best: dict[str, Vote], index: Index, row_id: str, score: float, raw: f
     if section not in best or score > best[section].score:
         row = index.chunks[row_id]
         best[section] = Vote(score, row["text"] if is_question(row) else "", raw)
-
-
-def is_covered(hits: list[Hit], floor: float) -> bool:
-    """The relevance floor: below it the clinic's pages do not cover the question."""
-    return bool(hits) and hits[0].fused >= floor

@@ -1,14 +1,17 @@
 """Safety triage: runs on every patient message before retrieval; its decision is never bypassed.
 
-Two signals, both driven by clinician-reviewable data in prompts/triage.yaml:
-1. Rules (pure Python, well under 1 ms): the message is normalised (hidden text revealed, accents and
-   zero-width characters removed, repeated letters shortened, misspelt key words corrected), then regular
-   expressions are tried per category in priority order:
-   emergency > crisis > injection > medical_advice > offtopic > greeting/thanks > question.
+Three signals, all driven by clinician-reviewable data in chatbot/prompts/:
+1. The symptom model (symptoms.yaml, chatbot/symptoms.py): crisis, emergencies (a red flag, or a symptom with a
+   modifier such as "won't stop"), and symptoms the pages do not answer (the safety net, category "symptom").
+2. Rules (triage.yaml): the message is normalised (hidden text revealed, accents and zero-width characters
+   removed, repeated letters shortened, misspelt key words corrected), then regular expressions are tried for
+   injection > medical_advice > offtopic > greeting/thanks. The more urgent of 1 and 2 decides:
+   crisis > emergency > injection > medical_advice > offtopic > symptom > greeting/thanks > question.
    Base64-looking tokens are decoded and triaged too; Cyrillic/Greek look-alike letters are mapped to Latin and
    Devanagari to Hinglish spelling; a message that asks for decoding is also read reversed and in ROT13.
-2. Meaning (optional): when the caller passes the message's normalised embedding, its cosine similarity to
-   per-category example sentences can raise the category (never lower it) to catch paraphrases.
+3. Meaning (optional): when the caller passes the message's normalised embedding, its cosine similarity to the
+   reviewed example messages (triage.yaml and triage_exemplars.jsonl) can raise a plain question or a symptom
+   (never lower anything); crisis or emergency found this way only is "soft": the urgent message, then the answer.
 
 The words patients then see live in prompts/safety_messages.yaml (see `load_messages` and `render`).
 """
@@ -95,7 +98,7 @@ class Rule:
     subtype: str
     why: str
     regex: re.Pattern[str]
-    strong: bool = False  # emergency only: fires unless the message is a general, informational question
+    strong: bool = False  # offtopic only: yields to a core domain word alone ('best treatment for a toothache')
     unless: re.Pattern[str] | None = None  # the rule does not fire when this also matches
     needs: re.Pattern[str] | None = None  # speed only: the rule is tried only when this matches too
 
