@@ -119,5 +119,5 @@ def spawn_ingest(content_dir: Path, store_dir: Path) -> subprocess.Popen:
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "CHATBOT_DATA_DIR": str(store_dir.parent / "var")},
     )

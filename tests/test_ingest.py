@@ -174,7 +174,7 @@ def test_broken_edit_of_a_published_page_keeps_the_old_page_with_skip_invalid(co
 
 def test_cli_exit_codes_and_json(content_copy, tmp_path):
     store = tmp_path / "store"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CHATBOT_DATA_DIR": str(tmp_path / "var")}  # audit log: not in ROOT
     (content_copy / "bad.md").write_bytes(b"")
     out = subprocess.run(
         [PY, "ingest.py", str(content_copy), "--store", str(store), "--json"],
