@@ -132,7 +132,7 @@ class Engine:
         self.index = LiveIndex(settings, pointer)
         self.triager = triager or Triager(embedder.encode)
         self.chat_model = chat_model
-        self.deferral = render("deferral", settings)  # English; `_deferral(lang)` for the patient's language
+        self.deferral = render("deferral", settings)  # English: what the LLM must keep
         self.system = llm.system_prompt(settings.clinic_name, self.deferral)
         self.today: date | None = None  # fixed in tests; None means the real date
         self._related_cache: dict[tuple, list[str]] = {}
@@ -170,7 +170,7 @@ class Engine:
             hits = [h for h in hits if not (h.metadata.get("review_due") and h.metadata["review_due"] < today)]
         settled = bool(choose)  # no clarification: the patient chose, or a follow-up stays on its section
         earlier = anchor(question, history)
-        if earlier:  # a follow-up stays on the earlier question's section: always when it has no topic of its own
+        if earlier:  # a follow-up stays on the earlier question's section when that is among its own top sections
             before = retrieve(index, earlier, self.embedder.query_vector(language.to_latin(earlier)), 1)
             if before and before[0].chunk_id in {h.chunk_id for h in hits[:STAY_WITHIN]}:
                 hits = before + [h for h in hits if h.chunk_id != before[0].chunk_id]
@@ -210,7 +210,7 @@ class Engine:
             text = f"{text}\n\n{render('emergency', self.settings, lang)}"
         if verdict.category == "symptom":
             flags.deferral = True
-            text = f"{text}\n\n{self._deferral(lang)}"
+            text = f"{text}\n\n{render('deferral', self.settings, lang)}"
         return Answer(
             question,
             text,
@@ -224,10 +224,7 @@ class Engine:
 
     def fixed_lines(self) -> list[str]:
         """The lines every grounded answer carries whatever the question (the deferral, in both languages)."""
-        return [self._deferral("en"), self._deferral("hi"), render("content_lead", self.settings, "hi")]
-
-    def _deferral(self, lang: str) -> str:
-        return render("deferral", self.settings, "hi" if lang == "hi" else "en")
+        return [render(key, self.settings, lang) for key in ("deferral", "content_lead") for lang in ("en", "hi")]
 
     def _grounded(
         self,
@@ -241,11 +238,10 @@ class Engine:
         chosen: bool = False,
         settled: bool = False,
     ) -> Answer:
-        say = "hi" if lang == "hi" else "en"  # templated lines; quoted content stays English
-        deferral = self._deferral(lang)
+        deferral = render("deferral", self.settings, lang)  # the lines around the quote in the patient's language
         preface = ""
         if verdict.category == "medical_advice":
-            preface = render(f"medical_advice_{verdict.subtype}", self.settings, say)
+            preface = render(f"medical_advice_{verdict.subtype}", self.settings, lang)
         base = dict(question=question, triage=verdict, hits=hits, query=query, timings_ms=clock.laps)
         sections, uncovered = [hits[0]] if hits else [], ""
         if hits and not chosen:  # the patient's own words: a follow-up's rewrite is not a question of two parts
@@ -253,7 +249,7 @@ class Engine:
         if not any(h.fused >= self.settings.relevance_floor for h in sections):
             best = f"{hits[0].fused:.2f}" if hits else "none"
             return Answer(
-                text=f"{preface or render('not_covered', self.settings, say)}\n\n{deferral}",
+                text=f"{preface or render('not_covered', self.settings, lang)}\n\n{deferral}",
                 mode="not_covered",
                 flags=Flags(deferral=True, lang=lang),
                 why=f"below the relevance floor {self.settings.relevance_floor} (best {best})",
@@ -289,8 +285,8 @@ class Engine:
             body = _renumber(body, keep)
             sections = [used[i] for i in keep]
         sources = [_source(n + 1, hit) for n, hit in enumerate(sections)]
-        partial = render("partial", self.settings, say, topics=uncovered) if uncovered else ""
-        lead = "" if partial else render("content_lead", self.settings, say)
+        partial = render("partial", self.settings, lang, topics=uncovered) if uncovered else ""
+        lead = "" if partial else render("content_lead", self.settings, lang)
         parts = [p for p in (preface, partial, lead, body, deferral) if p]
         return Answer(
             text="\n\n".join(parts),
@@ -329,11 +325,10 @@ class Engine:
         return found[:2], _topics(index, " ".join(missing)) if missing else ""
 
     def _clarify(self, hits: list[Hit], lang: str, base: dict) -> Answer:
-        say = "hi" if lang == "hi" else "en"
         options = [Option(n, h.title, h.section, h.chunk_id) for n, h in enumerate(hits, start=1)]
-        lines = [render("clarify", self.settings, say)] + [f"{o.n}. {o.title}: {o.section}" for o in options]
+        lines = [render("clarify", self.settings, lang)] + [f"{o.n}. {o.title}: {o.section}" for o in options]
         return Answer(
-            text="\n".join(lines) + "\n\n" + self._deferral(lang),
+            text="\n".join(lines) + "\n\n" + render("deferral", self.settings, lang),
             mode="clarify",
             flags=Flags(clarify=True, deferral=True, lang=lang),
             options=options,

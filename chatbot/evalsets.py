@@ -153,8 +153,7 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def run_answers(engine, cases: list[dict], known: dict) -> dict:
-    fixed = tuple(engine.fixed_lines()) if hasattr(engine, "fixed_lines") else (getattr(engine, "deferral", ""),)
-    return score_answers(cases, [engine.ask(c["question"]) for c in cases], known, fixed)
+    return score_answers(cases, [engine.ask(c["question"]) for c in cases], known, tuple(engine.fixed_lines()))
 
 
 class _Baseline:

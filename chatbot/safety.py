@@ -218,10 +218,6 @@ def _rules(section: dict[str, Any], category: str, groups: dict[str, str]) -> li
     ]
 
 
-def _any(patterns: list[re.Pattern[str]], text: str) -> bool:
-    return any(p.search(text) for p in patterns)
-
-
 def _reason(rule: Rule, match: re.Match[str]) -> str:
     words = " ".join(match.group(0).split())
     words = words if len(words) <= 60 else words[:57] + "..."
@@ -299,9 +295,9 @@ class Triager:
         """The rules and the symptom model together: the more urgent of the two decides."""
         result = self._by_rules(clean, revealed)
         finding = symptoms.model().assess(clean, symptoms.native_form(visible))
-        found = {"crisis": "crisis", "emergency": "emergency", "symptom": "symptom"}.get(finding.level)
-        if found and RANK[found] < RANK.get(result.category, 9):
-            result = Triage(found, finding.concept, f"{found}: symptom model ({finding.why})")
+        level = finding.level
+        if level in ("crisis", "emergency", "symptom") and RANK[level] < RANK.get(result.category, 9):
+            result = Triage(level, finding.concept, f"{level}: symptom model ({finding.why})")
         return result, finding
 
     def _by_rules(self, clean: str, revealed: str) -> Triage:

@@ -78,6 +78,16 @@ class Terms:
             re.compile("|".join(f"(?:{r})" for r in native if r)) if native else None,
         )
 
+    @classmethod
+    def listed(cls, terms: list) -> Terms | None:
+        """One list mixing scripts (an `except:` list): Devanagari terms are matched as written, the rest in Latin."""
+        terms = [str(t) for t in terms or []]
+        if not terms:
+            return None
+        return cls.of(
+            {"en": [t for t in terms if not has_devanagari(t)], "hi": [t for t in terms if has_devanagari(t)]}
+        )
+
     def spans(self, latin: str, native: str) -> list[tuple[str, int, int]]:
         found = []
         for name, pattern, text in (("latin", self.latin, latin), ("native", self.native, native)):
@@ -122,17 +132,12 @@ class Model:
         self.modifiers = {name: Terms.of(entry) for name, entry in data["modifiers"].items()}
         self.improving = Terms.of(data["improving"])
         self.crisis = Terms.of(data["crisis"])
-        self.not_crisis = Terms.of({"en": data["crisis"]["except"]}) if data["crisis"].get("except") else None
+        self.not_crisis = Terms.listed(data["crisis"].get("except"))
         self.concepts = []
         for name, entry in data["concepts"].items():
             unknown = [m for m in entry.get("escalate_with", []) if m not in self.modifiers]
             if unknown:
                 raise ValueError(f"symptoms.yaml: concept {name} escalates with unknown modifier {unknown[0]!r}")
-            listed = [str(t) for t in entry.get("except", [])]
-            exceptions = {
-                "en": [t for t in listed if not has_devanagari(t)],
-                "hi": [t for t in listed if has_devanagari(t)],
-            }
             self.concepts.append(
                 Concept(
                     name,
@@ -140,7 +145,7 @@ class Model:
                     str(entry["level"]),
                     Terms.of(entry),
                     tuple(entry.get("escalate_with", [])),
-                    Terms.of(exceptions) if listed else None,
+                    Terms.listed(entry.get("except")),
                 )
             )
 
@@ -165,16 +170,15 @@ class Model:
         symptom: Finding | None = None
         found: dict[str, list[tuple[str, int, int]]] = {}  # a modifier's spans, found once per message
 
-        def modifier(name: str, terms: Terms, negated) -> list[tuple[str, int, int]]:
+        def negated(span: tuple[str, int, int]) -> bool:
+            return self._negated(latin if span[0] == "latin" else native, span[1], span[2])
+
+        def modifier(name: str, terms: Terms) -> list[tuple[str, int, int]]:
             if name not in found:
                 found[name] = [sp for sp in terms.spans(latin, native) if not negated(sp)]
             return found[name]
 
         for concept in self.concepts:
-
-            def negated(span: tuple[str, int, int]) -> bool:
-                return self._negated(latin if span[0] == "latin" else native, span[1], span[2])
-
             spans = [sp for sp in concept.terms.spans(latin, native) if not negated(sp)]
             if concept.exceptions is not None:
                 excepted = concept.exceptions.spans(latin, native)
@@ -184,10 +188,8 @@ class Model:
             if concept.level == "red_flag":
                 urgent = urgent or Finding("emergency", concept.group, concept.name)
                 continue
-            boosts = [m for m in concept.escalate_with if Terms.near(modifier(m, self.modifiers[m], negated), spans)]
-            if Terms.near(
-                modifier("improving", self.improving, negated), spans
-            ):  # "less every day": not worsening or spreading
+            boosts = [m for m in concept.escalate_with if Terms.near(modifier(m, self.modifiers[m]), spans)]
+            if Terms.near(modifier("improving", self.improving), spans):  # "less every day": not getting worse
                 boosts = [m for m in boosts if m not in ("worsening", "spreading", "persistent")]
             if boosts:
                 urgent = urgent or Finding("emergency", concept.group, f"{concept.name} + {boosts[0]}")
