@@ -1,11 +1,13 @@
-"""The question and feedback log (stdlib SQLite) that the staff console reads.
+"""The question and feedback log that the staff console reads: a SQLite file, or PostgreSQL with
+CHATBOT_DATABASE_URL (chatbot/database.py), shared by every app replica.
 
 Patient text is redacted (phone numbers, e-mails, names a patient typed) before anything is written.
 The one exception is the callback list: a patient who ticks the consent box asks the clinic to keep
 their name, contact details and a short summary of the conversation so that staff can call back.
-A failing write (disk full, locked or read-only file) is logged without patient text and never breaks the chat:
-the row waits in memory (at most PENDING_MAX rows, already redacted) and is written with the next write that
-succeeds, so a disk that fills up and is then cleared loses no log rows (unless the app stops in between).
+A failing write (disk full, locked or read-only file, database server down) is logged without patient text and
+never breaks the chat: the row waits in memory (at most PENDING_MAX rows, already redacted) and is written with
+the next write that succeeds, so a disk that fills up and is then cleared loses no log rows (unless the app stops
+in between).
 """
 
 from __future__ import annotations
@@ -19,8 +21,21 @@ import time
 from collections import Counter, defaultdict, deque
 from contextlib import closing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from chatbot.database import (
+    ERRORS,
+    TRANSIENT,
+    URL_HELP,
+    Connection,
+    DatabaseError,
+    database_for,
+    postgres_reason,
+)
 from chatbot.lexical import tokens
+
+if TYPE_CHECKING:
+    from chatbot.settings import Settings
 
 log = logging.getLogger("chatbot.feedback")
 
@@ -115,8 +130,10 @@ CREATE INDEX IF NOT EXISTS questions_ts ON questions(ts);
 class FeedbackLog:
     """Append-only log of questions, ratings and callback requests, with retention in days."""
 
-    def __init__(self, path: Path, retention_days: int = 90):
+    def __init__(self, path: Path, retention_days: int = 90, database_url: str = ""):
+        """The SQLite file `path`, or with `database_url` (postgresql://...) that database instead."""
         self.path = Path(path)
+        self.db = database_for(database_url, self.path)
         self.retention_days = retention_days
         self._lock = threading.Lock()
         self._last_purge = 0.0
@@ -124,16 +141,26 @@ class FeedbackLog:
         self.dropped = 0  # writes lost because more than PENDING_MAX were waiting
         self._ready = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._ensure_schema()
-        except (sqlite3.Error, OSError) as exc:
-            log.error("feedback log %s cannot be opened: %s", self.path, exc.__class__.__name__)
+        except ERRORS as exc:
+            log.error(
+                "feedback log %s cannot be opened (%s: %s); writes wait in memory until it can (check "
+                "CHATBOT_DATABASE_URL or CHATBOT_DATA_DIR)",
+                self.db.label,
+                exc.__class__.__name__,
+                _reason(exc),
+            )
         self.purge()
+
+    @classmethod
+    def open(cls, settings: Settings) -> FeedbackLog:
+        """The app's log: CHATBOT_DATABASE_URL when set, else chatbot.sqlite3 in CHATBOT_DATA_DIR."""
+        return cls(Path(settings.data_dir) / "chatbot.sqlite3", settings.retention_days, settings.database_url)
 
     def _ensure_schema(self) -> None:
         if not self._ready:
-            with closing(self._connect()) as db, db:
-                db.executescript(SCHEMA)
+            with self._connect() as db:
+                db.script(SCHEMA)
             self._ready = True
 
     @property
@@ -141,10 +168,8 @@ class FeedbackLog:
         """How many writes are waiting in memory for the database to accept them again."""
         return len(self._pending)
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=5)
-        db.row_factory = sqlite3.Row
-        return db
+    def _connect(self) -> Connection:
+        return self.db.connect()
 
     def _write(self, sql: str, params: tuple) -> int | None:
         """Run one INSERT/UPDATE, after any writes still waiting from earlier failures. On a failure the write
@@ -152,11 +177,11 @@ class FeedbackLog:
         with self._lock:
             try:
                 self._ensure_schema()
-                with closing(self._connect()) as db, db:
+                with self._connect() as db:
                     for waiting in self._pending:
-                        db.execute(*waiting)
-                    rowid = db.execute(sql, params).lastrowid
-            except (sqlite3.OperationalError, OSError) as exc:  # full, locked, read-only, unreachable: retry later
+                        db.write(*waiting)
+                    rowid = db.write(sql, params)
+            except TRANSIENT as exc:  # full, locked, read-only, unreachable: retry later
                 if len(self._pending) >= PENDING_MAX:
                     self._pending.popleft()
                     self.dropped += 1
@@ -168,7 +193,7 @@ class FeedbackLog:
                     len(self._pending),
                 )
                 return None
-            except sqlite3.Error as exc:  # a write that can never succeed: do not let it block the others
+            except ERRORS as exc:  # a write that can never succeed: do not let it block the others
                 log.error("feedback log write refused (%s); dropped", exc.__class__.__name__)
                 return None
             if self._pending:
@@ -178,9 +203,9 @@ class FeedbackLog:
 
     def _read(self, sql: str, params: tuple = ()) -> list[dict]:
         try:
-            with closing(self._connect()) as db:
-                return [dict(row) for row in db.execute(sql, params)]
-        except (sqlite3.Error, OSError) as exc:
+            with self._connect() as db:
+                return db.rows(sql, params)
+        except ERRORS as exc:
             log.error("feedback log read failed (%s)", exc.__class__.__name__)
             return []
 
@@ -205,7 +230,7 @@ class FeedbackLog:
                 int(answer.flags.out_of_scope),
                 int(answer.flags.refused),
                 best.fused if best else None,
-                best.metadata.get("source", "") if best else "",
+                best.source if best else "",
                 best.section if best else "",
                 sources,
                 redact(answer.why),
@@ -240,10 +265,10 @@ class FeedbackLog:
         cutoff = (now or time.time()) - self.retention_days * DAY
         removed = 0
         try:
-            with self._lock, closing(self._connect()) as db, db:
+            with self._lock, self._connect() as db:
                 for table in ("questions", "feedback", "callbacks"):
-                    removed += db.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,)).rowcount
-        except (sqlite3.Error, OSError) as exc:
+                    removed += db.write(f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
+        except ERRORS as exc:
             log.error("feedback log purge failed (%s)", exc.__class__.__name__)
         self._last_purge = time.time()
         return removed
@@ -274,9 +299,11 @@ class FeedbackLog:
 
 
 def _reason(exc: BaseException) -> str:
-    """SQLite's or the OS's reason for a failure, without any value that was being written."""
+    """SQLite's, PostgreSQL's or the OS's reason for a failure, without any value that was being written."""
     if isinstance(exc, OSError):
         return exc.strerror or "OS error"
+    if postgres := postgres_reason(exc):
+        return postgres
     text = str(exc)
     return text if text in KNOWN_SQLITE_ERRORS else "database error"
 
@@ -356,3 +383,71 @@ def _cell(value: object) -> object:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
         return "'" + value
     return value
+
+
+LOG_TABLES = ("questions", "feedback", "callbacks", "audit")
+
+
+def migrate_log(sources: list[Path], url: str) -> dict[str, int]:
+    """Copy the questions, feedback, callbacks and audit rows of SQLite log files into the database at `url`,
+    with their ids (a rating keeps pointing at its question), in one transaction; returns rows copied per table.
+    It only fills empty tables, so a log can never be imported twice: otherwise DatabaseError, nothing copied."""
+    from chatbot.audit import SCHEMA as AUDIT_SCHEMA
+
+    target = database_for(url, Path())
+    if not target.postgres:
+        raise DatabaseError(f"--to needs a database URL; {URL_HELP}")
+    found: dict[str, tuple[list[str], list[tuple]]] = {}
+    for source in sources:
+        for table, content in _read_log(source).items():
+            if table in found:
+                raise DatabaseError(f"table {table!r} is in more than one --from file ({source} too); give each once")
+            found[table] = content
+    if not found:
+        raise DatabaseError(f"no log tables ({', '.join(LOG_TABLES)}) in {', '.join(map(str, sources))}")
+    to_copy = {table: content for table, content in found.items() if content[1]}
+    try:
+        with target.connect() as db:
+            db.script(SCHEMA)
+            db.script(AUDIT_SCHEMA)  # the lock taken here is held until commit: two migrations never overlap
+            full = {table: db.rows(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] for table in to_copy}
+            if any(full.values()):
+                listed = ", ".join(f"{table} ({n} rows)" for table, n in full.items() if n)
+                raise DatabaseError(
+                    f"{target.label} already has rows in {listed}: nothing was copied. migrate-log fills empty "
+                    "tables only, so that a log is never imported twice; run it before the app writes to "
+                    "PostgreSQL, or empty those tables first"
+                )
+            for table, (columns, rows) in to_copy.items():
+                keep = [c for c in columns if c in db.columns(table)]
+                picks = [columns.index(c) for c in keep]
+                db.write_many(
+                    f"INSERT INTO {table} ({', '.join(keep)}) VALUES ({', '.join('?' * len(keep))})",
+                    [tuple(row[i] for i in picks) for row in rows],
+                )
+                db.reset_ids(table)
+    except DatabaseError:
+        raise
+    except ERRORS as exc:
+        raise DatabaseError(
+            f"copying into {target.label} failed ({exc.__class__.__name__}: {_reason(exc)}); nothing was copied"
+        ) from None
+    return {table: len(rows) for table, (_, rows) in found.items()}
+
+
+def _read_log(source: Path) -> dict[str, tuple[list[str], list[tuple]]]:
+    """The log tables of one SQLite file, opened read-only: {table: (columns, rows)}."""
+    if not source.is_file():
+        raise DatabaseError(
+            f"{source}: no such file; give a SQLite log such as var/chatbot.sqlite3 or var/audit.sqlite"
+        )
+    content: dict[str, tuple[list[str], list[tuple]]] = {}
+    try:
+        with closing(sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)) as db:
+            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for table in (t for t in LOG_TABLES if t in names):
+                cursor = db.execute(f"SELECT * FROM {table} ORDER BY id")
+                content[table] = ([column[0] for column in cursor.description], cursor.fetchall())
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"{source} cannot be read as a SQLite log ({exc}); give the log file itself") from None
+    return content

@@ -90,6 +90,7 @@ class Settings:
     crisis_line: str = "Tele-MANAS 14416"
     staff_users: dict[str, tuple[str, str]] = field(default_factory=dict)
     data_dir: Path = ROOT / "var"
+    database_url: str = field(default="", repr=False)  # postgresql://user:pw@host:5432/db for the logs; "": SQLite
     retention_days: int = 90
     max_question_chars: int = 500
     rate_limit_per_minute: int = 20
@@ -131,6 +132,7 @@ class Settings:
             clinic_email=env.get("CHATBOT_CLINIC_EMAIL", ""),
             staff_users=parse_staff_users(env.get("CHATBOT_STAFF_USERS", "")),
             data_dir=Path(env.get("CHATBOT_DATA_DIR") or cls.data_dir),
+            database_url=env.get("CHATBOT_DATABASE_URL", "").strip(),
             retention_days=_int(env, "CHATBOT_RETENTION_DAYS", cls.retention_days, 1),
             max_question_chars=_int(env, "CHATBOT_MAX_QUESTION_CHARS", cls.max_question_chars, 20),
             rate_limit_per_minute=_int(env, "CHATBOT_RATE_LIMIT", cls.rate_limit_per_minute, 1),
