@@ -1,22 +1,31 @@
 """Chroma server vs embedded: the latency benchmark against a real `chroma run` on loopback.
 
     python -m bench.chroma_server [--sizes real,1000,10000] [--rounds 3] [--incremental 1000]
+        [--incremental-rounds 4] [--seed-embedder model|fake] [--out chroma-server] [--no-plot]
 
-Starts `chroma run --path <BENCH_WORK>/chroma-server --host 127.0.0.1 --port <free>`, then per size:
+Starts `chroma run --path <BENCH_WORK>/chroma-server --host 127.0.0.1 --port <free>`, then per size (each
+size a store of its own on the server: collection `bench-<size>`):
 - real content: a full ingest in server mode (CHROMA_HOST), timed;
 - synthetic sizes: the server-mode store is seeded from the embedded one (same chunks, vectors copied
-  through the HTTP API, no re-embedding), timed;
+  through the HTTP API into the shared collection, no re-embedding), timed;
 - the latency benchmark of bench/latency.py against the embedded store and against the server, same process;
-- `--incremental SIZE`: one changed page re-ingested in server mode (a new version = a copy of the live
-  collection on the server, then the change).
-Results: bench/out/chroma-server.json (and the server bars in docs/img/latency.png).
+- `--incremental SIZE`: one changed page re-ingested in server mode (the new version adds that page's new
+  chunks to the shared collection; from the fourth version on, the ingest also drops the oldest version and
+  deletes its unused vectors) and then in embedded mode, `--incremental-rounds` times; the median is reported.
+`--seed-embedder fake`: the embedded store of a synthetic size gets the test suite's hashed stand-in vectors
+(tests/support.FakeEmbedder, in `store-<size>-fakeseed`) instead of the model's, for a machine without the CPU
+time to embed 10,000 pages; questions and changed pages are still embedded by the model. The ingest and query
+times do not depend on the vectors' values; what retrieval finds does.
+Results: bench/out/<out>.json (and the server bars in docs/img/latency.png unless --no-plot).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -57,24 +66,56 @@ def start_server(data: Path) -> tuple[subprocess.Popen, int]:
 
 
 def seed_from_embedded(embedded, server) -> float:
-    """Copy the embedded store's live version into server mode: files as they are, vectors via HTTP."""
-    from chatbot.store import VersionStore, _copy_collection
+    """Copy the embedded store's staging version into server mode: files as they are (the manifest marked as a
+    shared-collection version), vectors via HTTP into the store's shared collection, emptied first."""
+    from chatbot.store import SHARED, VersionStore, copy_vectors
 
     source, target = VersionStore(embedded), VersionStore(server)
-    version = source.pointer("live")
+    version = source.pointer("staging")
     shutil.rmtree(server.store_dir, ignore_errors=True)
     started = time.perf_counter()
     path = target.path(version)
     path.mkdir(parents=True)
-    for name in ("chunks.jsonl", "manifest.json"):
-        shutil.copy2(source.path(version) / name, path / name)
+    shutil.copy2(source.path(version) / "chunks.jsonl", path / "chunks.jsonl")
     shutil.copytree(source.path(version) / "lexical", path / "lexical")
+    manifest = json.loads((source.path(version) / "manifest.json").read_text())
+    target.write_json(version, "manifest.json", {**manifest, "vectors": SHARED})
     with contextlib.suppress(Exception):  # not there yet
-        target._client().delete_collection(target._collection_name(version))
-    _copy_collection(source.collection(version), target.collection(version, create=True))
+        target._client().delete_collection(server.collection)
+    copy_vectors(source.collection(version), target.collection(version, create=True), list(source_ids(source, version)))
     target.mark_complete(version)
     target.set_pointer(version)
+    target.set_pointer(version, "staging")
     return time.perf_counter() - started
+
+
+def source_ids(store, version: str) -> list[str]:
+    return [chunk.id for chunk in store.read_chunks(version)]
+
+
+def one_changed_page(size: str, server, embedded, embedder, rounds: int) -> dict:
+    """Per round: one page gets an edit no version has had yet; ingest it in server mode, then in embedded mode."""
+    from bench.ingest import CHANGED_PAGE, _toggle
+    from chatbot.indexing import ingest
+
+    page = corpus_dir(size) / CHANGED_PAGE
+    times: dict[str, list[float]] = {"server": [], "embedded": []}
+    for round_no in range(rounds):
+        edit = 100 + round_no
+        _toggle(page, edit)
+        if f"(edit {edit})" not in page.read_text():  # that toggle took an earlier edit away: add this one
+            _toggle(page, edit)
+        for mode, settings in (("server", server), ("embedded", embedded)):
+            started = time.perf_counter()
+            report = ingest(settings, lambda: embedder)
+            times[mode].append(round(time.perf_counter() - started, 2))
+            assert report.changed, f"{mode}: the edit of {page} was not seen"
+    return {
+        "server_s": round(statistics.median(times["server"]), 2),
+        "embedded_s": round(statistics.median(times["embedded"]), 2),
+        "server_rounds_s": times["server"],
+        "embedded_rounds_s": times["embedded"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,10 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--incremental", default="1000", help="sizes for the one-changed-page test ('' for none)")
+    parser.add_argument("--incremental-rounds", type=int, default=4)
+    parser.add_argument("--seed-embedder", choices=("model", "fake"), default="model")
+    parser.add_argument("--out", default="chroma-server", help="results: bench/out/<out>.json")
+    parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     import psutil
 
-    from bench.ingest import CHANGED_PAGE, _toggle
     from chatbot.answer import Engine
     from chatbot.indexing import ingest
 
@@ -96,9 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"embedded": {}, "server": {}, "setup": {}, "incremental": {}}
     try:
         for size in args.sizes.split(","):
-            embedded = ensure_store(size, "torch", embedder)
+            if size != "real" and args.seed_embedder == "fake":
+                from tests.support import FakeEmbedder
+
+                embedded = ensure_store(size, "fakeseed", FakeEmbedder())
+            else:
+                embedded = ensure_store(size, "torch", embedder)
             server = settings_for(
-                corpus_dir(size), WORK / f"store-{size}-server", chroma_host="127.0.0.1", chroma_port=port
+                corpus_dir(size),
+                WORK / f"store-{size}-server",
+                chroma_host="127.0.0.1",
+                chroma_port=port,
+                collection=f"bench-{size}",
             )
             if size == "real":
                 shutil.rmtree(server.store_dir, ignore_errors=True)
@@ -123,19 +176,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 del engine
             if size in args.incremental.split(","):
-                page = corpus_dir(size) / CHANGED_PAGE
-                _toggle(page, 42)
-                started = time.perf_counter()
-                ingest(server, lambda: embedder)
-                server_s = time.perf_counter() - started
-                _toggle(page, 43)
-                started = time.perf_counter()
-                ingest(embedded, lambda: embedder)
-                embedded_s = time.perf_counter() - started
-                result["incremental"][size] = {"server_s": round(server_s, 2), "embedded_s": round(embedded_s, 2)}
+                result["incremental"][size] = one_changed_page(
+                    size, server, embedded, embedder, args.incremental_rounds
+                )
                 print(f"[{size}] one changed page: {result['incremental'][size]}", file=sys.stderr, flush=True)
             result["server_rss_mb"] = round(psutil.Process(proc.pid).memory_info().rss / 2**20, 1)
-            save("chroma-server", result)
+            result["seed_embedder"] = args.seed_embedder
+            save(args.out, result)
     finally:
         stop_process(proc, 10)
     for size in result["server"]:
@@ -144,10 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         result["server"][size]["retrieve_p50_vs_embedded"] = round(
             s["phases_ms"]["retrieve"]["p50"] / max(e["phases_ms"]["retrieve"]["p50"], 1e-9), 2
         )
-    save("chroma-server", result)
-    from bench.latency import plot
+    save(args.out, result)
+    if not args.no_plot:
+        from bench.latency import plot
 
-    plot()
+        plot()
     return 0
 
 

@@ -1,7 +1,9 @@
 """Indexing: content folder -> a new index version (incremental), then an atomic pointer switch.
 
-Only new or changed pages are embedded; chunks of changed, removed or renamed pages are deleted;
-nothing is written before every file has been validated (unless skip_invalid is asked for).
+Only new or changed pages are embedded; chunks of changed, removed or renamed pages are deleted (embedded
+mode: from the version's copy of the collection; server mode: by the garbage collection of `VersionStore`,
+once no kept version lists them); nothing is written before every file has been validated (unless
+skip_invalid is asked for).
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
-from chatbot.chunking import chunk_page, embedding_text
+from chatbot.chunking import Chunk, chunk_page
 from chatbot.embedding import Embedder
 from chatbot.lexical import LexicalIndex
 from chatbot.loading import ContentError, Scan, rules_fingerprint, scan_folder
 from chatbot.settings import Settings
-from chatbot.store import VersionStore
+from chatbot.store import BATCH, SHARED, VersionStore, copy_vectors
 
 PROGRESS_MIN_CHUNKS = 300
 EMBED_BATCH = 256
@@ -84,10 +86,10 @@ class IngestReport:
 
 @dataclass
 class Plan:
-    """What an ingest would do: per page, and per chunk id. Chunks are rows: {"id", "text", "metadata"}."""
+    """What an ingest would do: per page, and per chunk id."""
 
     report: IngestReport
-    chunks: dict[str, dict]  # every chunk of the new version, by id
+    chunks: dict[str, Chunk]  # every chunk of the new version, by id
     pages: dict[str, dict]  # manifest entry of every page of the new version, without its chunk ids
     to_embed: list[str]
     to_delete: list[str]
@@ -97,7 +99,7 @@ class Plan:
 def plan(
     scan: Scan,
     old_manifest: dict,
-    old_chunks: dict[str, dict],
+    old_chunks: dict[str, Chunk],
     settings: Settings,
     keep_paths: set[str] = frozenset(),
 ) -> Plan:
@@ -105,7 +107,7 @@ def plan(
     (`keep_paths`, so a broken edit never removes the published page), keep their chunks as they are."""
     old_pages: dict = old_manifest.get("pages", {})
     report = IngestReport(unchanged=list(scan.unchanged))
-    chunks: dict[str, dict] = {}
+    chunks: dict[str, Chunk] = {}
     pages: dict[str, dict] = {}
     for path in [*scan.unchanged, *(keep_paths & set(old_pages))]:
         pages[path] = {k: v for k, v in old_pages[path].items() if k != "chunk_ids"}
@@ -115,9 +117,9 @@ def plan(
     parsed: list[str] = []
     for page in scan.pages:
         pages[page.path] = {"sha256": page.sha256, "title": page.title, "meta": page.meta, "warnings": page.warnings}
-        for doc in chunk_page(page, settings.chunk_chars):
-            chunks[doc.id] = {"id": doc.id, "text": doc.page_content, "metadata": doc.metadata}
-            parsed.append(doc.id)
+        for chunk in chunk_page(page, settings.chunk_chars):
+            chunks[chunk.id] = chunk
+            parsed.append(chunk.id)
         before = old_pages.get(page.path)
         if before is None:
             report.added.append(page.path)
@@ -129,15 +131,15 @@ def plan(
     report.warnings = [f"{path}: {w}" for path in sorted(pages) for w in pages[path].get("warnings", [])]
     to_embed = [cid for cid in chunks if cid not in old_chunks]
     to_delete = [cid for cid in old_chunks if cid not in chunks]
-    to_update = [cid for cid in parsed if cid in old_chunks and old_chunks[cid]["metadata"] != chunks[cid]["metadata"]]
+    to_update = [cid for cid in parsed if cid in old_chunks and old_chunks[cid] != chunks[cid]]
     report.written, report.deleted, report.total = len(to_embed), len(to_delete), len(chunks)
     return Plan(report, chunks, pages, to_embed, to_delete, to_update)
 
 
-def read_chunks(store: VersionStore, version: str | None) -> dict[str, dict]:
+def read_chunks(store: VersionStore, version: str | None) -> dict[str, Chunk]:
     if version is None:
         return {}
-    return {row["id"]: row for row in store.read_chunks(version)}
+    return {chunk.id: chunk for chunk in store.read_chunks(version)}
 
 
 def ingest(
@@ -175,7 +177,9 @@ def ingest(
                 store.set_pointer(base, target)  # staging starts as the live version: nothing to build
             report.seconds = time.perf_counter() - started
             return report
-        version = _build_version(store, settings, base, old_chunks, result, rules, get_embedder, progress)
+        version = _build_version(
+            store, settings, base, old_manifest, old_chunks, result, rules, get_embedder, progress, rebuild
+        )
         store.set_pointer(version, target)
         store.prune(settings.keep_versions)
     report.version = version
@@ -187,29 +191,27 @@ def _build_version(
     store: VersionStore,
     settings: Settings,
     base: str | None,
-    old_chunks: dict[str, dict],
+    old_manifest: dict,
+    old_chunks: dict[str, Chunk],
     result: Plan,
     rules: str,
     get_embedder: Callable[[], Embedder],
     progress: bool | None,
+    rebuild: bool,
 ) -> str:
     version, path = store.new_version(base)
     collection = store.collection(version, create=True)
-    batch = min(5000, collection._client.get_max_batch_size()) if hasattr(collection, "_client") else 5000
-    for i in range(0, len(result.to_delete), batch):
-        collection.delete(ids=result.to_delete[i : i + batch])
-    for i in range(0, len(result.to_update), batch):
-        ids = result.to_update[i : i + batch]
-        collection.update(ids=ids, metadatas=[result.chunks[c]["metadata"] for c in ids])
-    if result.to_embed:
-        _embed(collection, result, get_embedder(), progress)
-    ordered = sorted(result.chunks.values(), key=lambda r: (r["metadata"]["source"], r["metadata"]["position"]))
+    if settings.chroma_host:
+        _fill_shared(store, collection, version, base, old_manifest, result, get_embedder, progress, rebuild)
+    else:
+        _change_own_copy(collection, result, get_embedder, progress)
+    ordered = sorted(result.chunks.values(), key=lambda c: (c.source, c.position))
     store.write_chunks(version, ordered)
-    _lexical(store, base, old_chunks, result, [r["id"] for r in ordered]).save(path / "lexical")
+    _lexical(store, base, old_chunks, result, [c.id for c in ordered]).save(path / "lexical")
     manifest_pages: dict[str, dict] = {}
-    for row in ordered:
-        source = row["metadata"]["source"]
-        manifest_pages.setdefault(source, {**result.pages[source], "chunk_ids": []})["chunk_ids"].append(row["id"])
+    for chunk in ordered:
+        entry = manifest_pages.setdefault(chunk.source, {**result.pages[chunk.source], "chunk_ids": []})
+        entry["chunk_ids"].append(chunk.id)
     store.write_json(
         version,
         "manifest.json",
@@ -221,24 +223,73 @@ def _build_version(
             "rules": rules,
             "chunks": len(ordered),
             "pages": manifest_pages,
+            **({"vectors": SHARED} if settings.chroma_host else {}),
         },
     )
-    if collection.count() != len(ordered):
-        raise RuntimeError(
-            f"index {version}: {collection.count()} vectors for {len(ordered)} chunks; run with --rebuild"
-        )
+    vectors = collection.count()  # server mode: the shared collection also holds other versions' vectors
+    if vectors < len(ordered) or (vectors != len(ordered) and not settings.chroma_host):
+        raise RuntimeError(f"index {version}: {vectors} vectors for {len(ordered)} chunks; run with --rebuild")
     store.mark_complete(version)
     return version
 
 
-def _embed(collection, result: Plan, embedder: Embedder, progress: bool | None) -> None:
-    """Embed the new chunks in batches; the next batch is embedded while the last one is written to Chroma."""
-    show = progress if progress is not None else len(result.to_embed) >= PROGRESS_MIN_CHUNKS
-    bar = tqdm(total=len(result.to_embed), unit="chunk", desc="embedding", disable=not show, file=sys.stderr)
-    batches = [result.to_embed[i : i + EMBED_BATCH] for i in range(0, len(result.to_embed), EMBED_BATCH)]
+def _change_own_copy(collection, result: Plan, get_embedder: Callable[[], Embedder], progress: bool | None) -> None:
+    """Embedded mode: the new version's collection is a copy of the base's; delete, update and add in it."""
+    batch = min(BATCH, collection._client.get_max_batch_size()) if hasattr(collection, "_client") else BATCH
+    for i in range(0, len(result.to_delete), batch):
+        collection.delete(ids=result.to_delete[i : i + batch])
+    for i in range(0, len(result.to_update), batch):
+        ids = result.to_update[i : i + batch]
+        collection.update(ids=ids, metadatas=[result.chunks[c].metadata() for c in ids])
+    if result.to_embed:
+        _embed(collection, result, result.to_embed, get_embedder(), progress)
+
+
+def _fill_shared(
+    store: VersionStore,
+    shared,
+    version: str,
+    base: str | None,
+    old_manifest: dict,
+    result: Plan,
+    get_embedder: Callable[[], Embedder],
+    progress: bool | None,
+    rebuild: bool,
+) -> None:
+    """Server mode: add to the shared collection the vectors of this version it lacks. Nothing is deleted or
+    updated (other versions may use the same ids; chunk metadata is read from chunks.jsonl, never from Chroma).
+    A base in the shared collection already has its vectors there, so only the plan's new ids are looked up;
+    a base built before the shared layout has its vectors copied from its own collection, once; a rebuild
+    embeds everything again."""
+    legacy = base is not None and old_manifest.get("vectors") != SHARED
+    wanted = list(result.chunks) if legacy or base is None else result.to_embed
+    missing = wanted if rebuild else _absent(shared, wanted)
+    if not missing:
+        return
+    store.record_written(version, missing)
+    if legacy:
+        copied = set(copy_vectors(store.collection(base, manifest=old_manifest), shared, missing))
+        missing = [c for c in missing if c not in copied]
+    if missing:
+        _embed(shared, result, missing, get_embedder(), progress)
+
+
+def _absent(collection, ids: list[str]) -> list[str]:
+    """The ids the collection does not hold, in their order."""
+    present: set[str] = set()
+    for i in range(0, len(ids), BATCH):
+        present.update(collection.get(ids=ids[i : i + BATCH], include=[])["ids"])
+    return [c for c in ids if c not in present]
+
+
+def _embed(collection, result: Plan, to_embed: list[str], embedder: Embedder, progress: bool | None) -> None:
+    """Embed chunks in batches; the next batch is embedded while the last one is written to Chroma."""
+    show = progress if progress is not None else len(to_embed) >= PROGRESS_MIN_CHUNKS
+    bar = tqdm(total=len(to_embed), unit="chunk", desc="embedding", disable=not show, file=sys.stderr)
+    batches = [to_embed[i : i + EMBED_BATCH] for i in range(0, len(to_embed), EMBED_BATCH)]
 
     def vectors(ids: list[str]):
-        return embedder.encode([_text(result.chunks[c]) for c in ids])
+        return embedder.encode([result.chunks[c].embedding_text() for c in ids])
 
     with ThreadPoolExecutor(1, thread_name_prefix="embed-ahead") as ahead:
         pending = ahead.submit(vectors, batches[0])
@@ -246,19 +297,15 @@ def _embed(collection, result: Plan, embedder: Embedder, progress: bool | None) 
             embedded = pending.result()
             if k + 1 < len(batches):
                 pending = ahead.submit(vectors, batches[k + 1])
-            rows = [result.chunks[c] for c in ids]
+            chunks = [result.chunks[c] for c in ids]
             collection.upsert(
                 ids=ids,
                 embeddings=embedded,
-                documents=[r["text"] for r in rows],
-                metadatas=[r["metadata"] for r in rows],
+                documents=[c.text for c in chunks],
+                metadatas=[c.metadata() for c in chunks],
             )
             bar.update(len(ids))
     bar.close()
-
-
-def _text(row: dict) -> str:
-    return embedding_text(row["text"], row["metadata"])
 
 
 def _lexical(store: VersionStore, base: str | None, old_chunks: dict, result: Plan, order: list[str]) -> LexicalIndex:
@@ -270,6 +317,6 @@ def _lexical(store: VersionStore, base: str | None, old_chunks: dict, result: Pl
         except (OSError, ValueError):
             previous = None
         if previous is not None:
-            new = {c: _text(result.chunks[c]) for c in result.to_embed}
+            new = {c: result.chunks[c].embedding_text() for c in result.to_embed}
             return previous.updated(new, order)
-    return LexicalIndex.build([_text(result.chunks[c]) for c in order], order)
+    return LexicalIndex.build([result.chunks[c].embedding_text() for c in order], order)

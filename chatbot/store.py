@@ -3,10 +3,11 @@
     store_dir/
       live                   pointer: the version patients are served from ("v000004")
       versions/v000004/
-        chroma/              embedded Chroma (absent in server mode: the collection lives on the server)
+        chroma/              embedded Chroma (absent in server mode: the vectors live on the server)
         chunks.jsonl         every chunk (id, text, metadata) in lexical-index order
         lexical/             the BM25 index over the same chunks
         manifest.json        pages -> sha256, chunk ids; version facts
+        written.json         server mode: the ids this build sent to the shared collection, written before them
         COMPLETE             written last: a version without it is an interrupted build
       staging                pointer: the version an ingest built, waiting for the safety gate and a clinician
       history.json           every publish and rollback, so the previous live version can be restored
@@ -16,6 +17,14 @@ A new version is built in a new directory (copied from the live one, then change
 then is the pointer replaced with os.replace, which is atomic. Readers never see a half-built
 index, a killed ingest leaves the live version untouched, and an app can keep answering
 throughout: no two processes ever open the same embedded Chroma directory for writing.
+
+Server mode (CHROMA_HOST): every version shares one collection, named `settings.collection`, keyed by the
+chunk ids. An id is a hash of the chunk's page, heading and text, so it always stands for the same vector, and
+a version is the list of ids in its manifest. A new version copies nothing; its ingest adds only the ids the
+collection lacks, and queries see only the version's ids (`VersionVectors`). Vectors no complete version lists
+are deleted when versions are dropped (`prune`, `clean_incomplete`). Versions built before this layout (one
+collection per version, `<collection>-vNNNNNN`, no "vectors" key in the manifest) are still read from their
+own collection; the next ingest copies their vectors into the shared collection once.
 """
 
 from __future__ import annotations
@@ -33,10 +42,16 @@ from pathlib import Path
 import chromadb
 import orjson
 from chromadb.config import Settings as ChromaSettings
+from chromadb.errors import NotFoundError
 
+from chatbot.chunking import Chunk
 from chatbot.settings import Settings
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+SHARED = "shared"  # manifest["vectors"] of a server-mode version whose vectors are in the shared collection
+BATCH = 5000  # ids per Chroma request
+OVERFETCH_MAX = 1000  # other versions' vectors up to which a query over-fetches rather than sending ids=
 
 
 def chroma_settings() -> ChromaSettings:
@@ -101,8 +116,6 @@ class VersionStore:
         path.mkdir()
         if base and not self.settings.chroma_host and (self.path(base) / "chroma").is_dir():
             shutil.copytree(self.path(base) / "chroma", path / "chroma")
-        elif base and self.settings.chroma_host:
-            _copy_collection(self.collection(base), self.collection(name, create=True))
         return name, path
 
     def mark_complete(self, version: str) -> None:
@@ -112,10 +125,8 @@ class VersionStore:
         """Remove what killed ingests left behind; never touches a complete version."""
         removed = []
         if self.versions.is_dir():
-            for path in self.versions.iterdir():
-                if not (path / "COMPLETE").exists():
-                    self._drop(path.name)
-                    removed.append(path.name)
+            removed = sorted(p.name for p in self.versions.iterdir() if not (p / "COMPLETE").exists())
+        self._drop(removed)
         return removed
 
     def history(self) -> list[dict]:
@@ -136,15 +147,47 @@ class VersionStore:
         last = self.history()[-1:] or [{}]
         pinned = {self.pointer("live"), self.pointer("staging"), last[0].get("previous")}
         complete = self.list_versions()
-        for version in complete[: max(0, len(complete) - keep)]:
-            if version not in pinned:
-                self._drop(version)
+        self._drop([v for v in complete[: max(0, len(complete) - keep)] if v not in pinned])
 
-    def _drop(self, version: str) -> None:
-        if self.settings.chroma_host:
-            with contextlib.suppress(Exception):  # a missing collection is what we wanted anyway
-                self._client().delete_collection(self._collection_name(version))
-        shutil.rmtree(self.versions / version, ignore_errors=True)
+    def _drop(self, versions: list[str]) -> None:
+        """Remove versions. Server mode: first make them incomplete (so no pointer can name them again), then
+        delete the vectors only they listed, then their files; a crash in between leaves incomplete versions,
+        which the next ingest drops the same way."""
+        for version in versions:
+            (self.path(version) / "COMPLETE").unlink(missing_ok=True)
+        if self.settings.chroma_host and versions:
+            self.collect_garbage(versions)
+            for version in versions:
+                with contextlib.suppress(Exception):  # a missing (or never made) collection is what we want
+                    self._client().delete_collection(self._legacy_name(version))
+        for version in versions:
+            shutil.rmtree(self.versions / version, ignore_errors=True)
+
+    def listed_ids(self, version: str) -> set[str]:
+        """Every id a version's manifest lists or its build wrote (an interrupted build has no manifest)."""
+        ids: set[str] = set()
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            for page in json.loads((self.path(version) / "manifest.json").read_text())["pages"].values():
+                ids.update(page["chunk_ids"])
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            ids.update(json.loads((self.path(version) / "written.json").read_text()))
+        return ids
+
+    def collect_garbage(self, dropped: list[str]) -> int:
+        """Server mode: delete from the shared collection the vectors the dropped versions listed that no
+        complete version lists. Returns how many were deleted."""
+        candidates = set().union(*(self.listed_ids(v) for v in dropped))
+        if not candidates:
+            return 0
+        kept = set().union(*(self.listed_ids(v) for v in self.list_versions()))
+        garbage = sorted(candidates - kept)
+        try:
+            shared = self._client().get_collection(self.settings.collection, embedding_function=None)
+        except NotFoundError:
+            return 0
+        for i in range(0, len(garbage), BATCH):
+            shared.delete(ids=garbage[i : i + BATCH])
+        return len(garbage)
 
     # -- files inside a version -----------------------------------------------------------
     def read_manifest(self, version: str | None) -> dict:
@@ -158,18 +201,26 @@ class VersionStore:
                 "rebuild with 'python ingest.py --rebuild'"
             ) from None
 
-    def read_chunks(self, version: str) -> list[dict]:
-        """The version's chunks ({"id", "text", "metadata"}) in lexical-index order. orjson: ~5x faster than
-        json at 40,000 chunks, which an ingest of one changed page reads and writes in full."""
+    def read_chunks(self, version: str) -> list[Chunk]:
+        """The version's chunks in lexical-index order. orjson: ~5x faster than json at 40,000 chunks, which an
+        ingest of one changed page reads and writes in full."""
         with open(self.path(version) / "chunks.jsonl", "rb") as fh:
-            return [orjson.loads(line) for line in fh]
+            return [Chunk.from_row(orjson.loads(line)) for line in fh]
 
-    def write_chunks(self, version: str, rows: list[dict]) -> None:
+    def write_chunks(self, version: str, chunks: list[Chunk]) -> None:
         with open(self.path(version) / "chunks.jsonl", "wb") as fh:
-            fh.writelines(orjson.dumps(row) + b"\n" for row in rows)
+            fh.writelines(orjson.dumps(chunk.to_row()) + b"\n" for chunk in chunks)
 
     def write_json(self, version: str, name: str, data: object) -> None:
         (self.path(version) / name).write_text(json.dumps(data, ensure_ascii=False))  # one line: C encoder
+
+    def record_written(self, version: str, ids: list[str]) -> None:
+        """Server mode: list the ids a build is about to add to the shared collection, durably, before adding
+        them, so that the vectors of a build killed halfway are found and deleted later."""
+        with open(self.path(version) / "written.json", "w") as fh:
+            json.dump(ids, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
 
     # -- Chroma ---------------------------------------------------------------------------
     def _client(self, version: str | None = None):
@@ -179,14 +230,25 @@ class VersionStore:
             )
         return chromadb.PersistentClient(path=str(self.path(version) / "chroma"), settings=chroma_settings())
 
-    def _collection_name(self, version: str) -> str:
-        """Embedded: each version has its own directory, so one name. Server: one collection per version."""
-        return f"{self.settings.collection}-{version}" if self.settings.chroma_host else self.settings.collection
+    def _legacy_name(self, version: str) -> str:
+        """Server mode before the shared collection: one collection per version."""
+        return f"{self.settings.collection}-{version}"
 
-    def collection(self, version: str, create: bool = False):
-        """The Chroma collection of one version. We always pass vectors ourselves: no embedding function."""
+    def _collection_name(self, version: str, manifest: dict | None) -> str:
+        """Embedded: each version has its own directory, so one name. Server: the shared collection, or the
+        version's own one if it was built before the shared layout (`manifest` None: a version being built)."""
+        if not self.settings.chroma_host or manifest is None or manifest.get("vectors") == SHARED:
+            return self.settings.collection
+        return self._legacy_name(version)
+
+    def collection(self, version: str, create: bool = False, manifest: dict | None = None):
+        """The Chroma collection holding one version's vectors (in server mode the shared one may hold other
+        versions' too: see `vectors`). `create`: for a version being built. `manifest`: the version's, if the
+        caller has read it already. We always pass vectors ourselves: no embedding function."""
         client = self._client(version)
-        name = self._collection_name(version)
+        if self.settings.chroma_host and not create and manifest is None:
+            manifest = self.read_manifest(version)
+        name = self._collection_name(version, None if create else manifest)
         if create:
             return client.get_or_create_collection(name, embedding_function=None, metadata={"hnsw:space": "cosine"})
         try:
@@ -196,6 +258,14 @@ class VersionStore:
                 f"index version {version} has no vector collection ({exc.__class__.__name__}); "
                 "rebuild with 'python ingest.py --rebuild'"
             ) from None
+
+    def vectors(self, version: str, ids: list[str], manifest: dict):
+        """What a reader queries for one version: embedded, the version's own collection; server mode, the
+        collection seen through the version's `ids` (chunks.jsonl order)."""
+        collection = self.collection(version, manifest=manifest)
+        if not self.settings.chroma_host:
+            return collection
+        return VersionVectors(collection, ids)
 
     @contextmanager
     def ingest_lock(self) -> Iterator[None]:
@@ -212,9 +282,60 @@ class VersionStore:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _copy_collection(source, target, batch: int = 2000) -> None:
-    """Server mode: a new version starts as a copy of the live collection (vectors included)."""
-    total = source.count()
-    for offset in range(0, total, batch):
-        got = source.get(limit=batch, offset=offset, include=["embeddings", "documents", "metadatas"])
-        target.add(ids=got["ids"], embeddings=got["embeddings"], documents=got["documents"], metadatas=got["metadatas"])
+class VersionVectors:
+    """Server mode: the shared collection seen through one version's ids, with the two calls readers make.
+
+    A query over-fetches by the number of vectors other versions keep in the collection (counted when the view
+    is opened) and keeps this version's ids: after an ordinary ingest those are a few per changed page, and an
+    HTTP query for 40 + a few hundred rows costs about what one for 40 does. When they are many (a rebuild that
+    changed most ids, before the old versions are pruned), or a later ingest added more than the over-fetch
+    covers, the query is restricted with `ids=` instead, which costs more the larger the version is."""
+
+    def __init__(self, collection, ids: list[str]):
+        self.collection = collection
+        self.ids = ids
+        self._mine = frozenset(ids)
+        self.others = max(0, collection.count() - len(self._mine))
+
+    def count(self) -> int:
+        """How many of the version's vectors the collection holds."""
+        return sum(
+            len(self.collection.get(ids=self.ids[i : i + BATCH], include=[])["ids"])
+            for i in range(0, len(self.ids), BATCH)
+        )
+
+    def query(self, query_embeddings, n_results: int, include: list[str]) -> dict:
+        """Chroma's query, restricted to the version: the nearest `n_results` of its vectors per query row."""
+        if self.others <= OVERFETCH_MAX:
+            fetch = n_results + self.others
+            got = self.collection.query(query_embeddings=query_embeddings, n_results=fetch, include=include)
+            kept = [[i for i, cid in enumerate(row) if cid in self._mine][:n_results] for row in got["ids"]]
+            if all(len(keep) == n_results or len(row) < fetch for keep, row in zip(kept, got["ids"], strict=True)):
+                return _select(got, kept)
+            self.others = max(0, self.collection.count() - len(self._mine))  # an ingest has added vectors since
+        return self.collection.query(
+            query_embeddings=query_embeddings, n_results=n_results, ids=self.ids, include=include
+        )
+
+
+def _select(got: dict, kept: list[list[int]]) -> dict:
+    """The rows of a query result at the positions `kept` (per query row), in every field it returned."""
+    out = dict(got)
+    for key in ("ids", *got.get("included", [])):
+        if got.get(key) is not None:
+            out[key] = [[row[i] for i in keep] for row, keep in zip(got[key], kept, strict=True)]
+    return out
+
+
+def copy_vectors(source, target, ids: list[str]) -> list[str]:
+    """Copy the vectors (with documents and metadata) of `ids` that `source` holds into `target`; returns the
+    ids copied. Server mode: moves a version built before the shared collection into it."""
+    copied: list[str] = []
+    for i in range(0, len(ids), BATCH):
+        got = source.get(ids=ids[i : i + BATCH], include=["embeddings", "documents", "metadatas"])
+        if got["ids"]:
+            target.upsert(
+                ids=got["ids"], embeddings=got["embeddings"], documents=got["documents"], metadatas=got["metadatas"]
+            )
+            copied += got["ids"]
+    return copied
