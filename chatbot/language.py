@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from pathlib import Path
 
-import yaml
+from chatbot.wording import load
 
 LANGUAGES = ("en", "hinglish", "hi")
-PROMPTS = Path(__file__).parent / "prompts"
 _LATIN_WORD = re.compile(r"[a-z]+")
 _DEVANAGARI = re.compile(r"[\u0900-\u097f]")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -71,7 +69,7 @@ def to_latin(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def _data() -> dict:
-    return yaml.safe_load((PROMPTS / "language.yaml").read_text(encoding="utf-8"))
+    return load("language.yaml")
 
 
 @lru_cache(maxsize=1)
@@ -94,7 +92,8 @@ def detect(text: str) -> str:
     if sum(bool(_DEVANAGARI.match(ch)) for ch in letters) / len(letters) >= 0.3:
         return "hi"
     words = _LATIN_WORD.findall(text.lower())
-    hits = sum(w in _markers() for w in words)
+    markers = _markers()
+    hits = sum(w in markers for w in words)
     return "hinglish" if words and (hits >= 2 and hits / len(words) >= 0.15 or hits >= 4) else "en"
 
 

@@ -13,7 +13,7 @@ Three signals, all driven by clinician-reviewable data in chatbot/prompts/:
    reviewed example messages (triage.yaml and triage_exemplars.jsonl) can raise a plain question or a symptom
    (never lower anything); crisis or emergency found this way only is "soft": the urgent message, then the answer.
 
-The words patients then see live in prompts/safety_messages.yaml (see `load_messages` and `render`).
+The words patients then see live in prompts/safety_messages.yaml (see `chatbot.wording.render`).
 """
 
 from __future__ import annotations
@@ -22,22 +22,19 @@ import base64
 import binascii
 import codecs
 import difflib
-import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
-import yaml
 
 from chatbot import symptoms
 from chatbot.language import to_latin
+from chatbot.wording import load
 
-PROMPTS = Path(__file__).parent / "prompts"
 CATEGORIES = (
     "crisis",
     "emergency",
@@ -102,7 +99,7 @@ class Rule:
     unless: re.Pattern[str] | None = None  # the rule does not fire when this also matches
     needs: re.Pattern[str] | None = None  # speed only: the rule is tried only when this matches too
 
-    @property
+    @cached_property
     def case_sensitive(self) -> bool:
         return "(?-i:" in self.regex.pattern
 
@@ -113,8 +110,19 @@ class Rule:
 def reveal_hidden(text: str) -> str:
     """Unicode-normalise, drop zero-width/format characters, map look-alike and Devanagari letters to Latin,
     and unwrap HTML/Markdown comments (keep their text)."""
-    text = unicodedata.normalize("NFKC", text)
-    text = to_latin("".join(ch for ch in text if unicodedata.category(ch) != "Cf").translate(_CONFUSABLES))
+    return _unwrap(_visible(text))
+
+
+def _visible(text: str) -> str:
+    """The message as written, for the Devanagari words of the symptom model: format characters dropped."""
+    if text.isascii():  # no format characters, and NFKC changes nothing
+        return text
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
+
+
+def _unwrap(visible: str) -> str:
+    """`reveal_hidden` of a `_visible` text: look-alike and Devanagari letters to Latin, comments unwrapped."""
+    text = to_latin(visible.translate(_CONFUSABLES))
     for pattern in _COMMENTS:
         text = pattern.sub(lambda m: f" {m.group(1)} ", text)
     return text
@@ -122,8 +130,10 @@ def reveal_hidden(text: str) -> str:
 
 def fold(text: str) -> str:
     """Lower-case, strip accents, straighten quotes, shorten letter runs ('painnnn' -> 'painn'), tidy spaces."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower().translate(_QUOTES)
+    if not text.isascii():  # ASCII has no accents to strip
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = text.lower().translate(_QUOTES)
     return " ".join(_REPEATS.sub(r"\1\1", text).split())
 
 
@@ -232,7 +242,7 @@ class Triager:
     """Classifies one patient message; build once, call `triage` per message (thread-safe, read-only)."""
 
     def __init__(self, embed: Callable[[list[str]], np.ndarray] | None = None):
-        data = yaml.safe_load((PROMPTS / "triage.yaml").read_text(encoding="utf-8"))
+        data = load("triage.yaml")
         groups = {str(k): str(v) for k, v in data["groups"].items()}
         self.speller = Speller(data["typo_words"], data.get("real_words", []))
         self.rules = {c: _rules(data[c], c, groups) for c in ("injection", "medical_advice")}
@@ -258,16 +268,19 @@ class Triager:
         if embed is not None:
             self.exemplars = _embedded(embed, tuple(texts))
         categories = np.array([c for c, _ in self.labels])
-        self.masks = {c: categories == c for c in SEMANTIC_CATEGORIES if (categories == c).any()}
-        self.calm = ~np.isin(categories, URGENT)  # crisis and emergency compete with these, not with each other
+        calm = ~np.isin(categories, URGENT)  # crisis and emergency compete with these, not with each other
+        # per category: the rows of its examples, and the rows of the examples it must be clearly closer than
+        self.members = {c: np.flatnonzero(categories == c) for c in SEMANTIC_CATEGORIES if (categories == c).any()}
+        self.rivals = {c: np.flatnonzero(calm if c in URGENT else categories != c) for c in self.members}
 
     # -- public
 
     def triage(self, text: str, query_vec: np.ndarray | None = None) -> Triage:
         """The category of one message; `query_vec` is its normalised embedding (reused, never computed here)."""
-        revealed = reveal_hidden(text or "")
+        visible = _visible(text or "")
+        revealed = _unwrap(visible)
         clean = self.normalise(revealed)
-        result, finding = self._classify(clean, revealed, _visible(text or ""))
+        result, finding = self._classify(clean, revealed, visible)
         for hidden in self._hidden_payloads(revealed):
             found, _ = self._classify(self.normalise(hidden), hidden, hidden)
             if found.category in RANK and RANK[found.category] < RANK.get(result.category, 9):
@@ -368,20 +381,22 @@ class Triager:
     def _with_meaning(self, clean: str, result: Triage, query_vec: np.ndarray, general: bool = False) -> Triage:
         """Raise the category when the message is clearly closest to another category's examples."""
         assert self.exemplars is not None
-        scores = self.exemplars @ np.asarray(query_vec, dtype=np.float32).reshape(-1)
-        current = RANK.get(result.category, 9)
         if result.category not in ("question", "symptom"):  # a rule's or the symptom model's decision stands
             return result
+        # einsum, not `@`: BLAS would share out this small product between threads, which right after the
+        # embedder's forward pass wait for its threads (~20 ms instead of ~0.2 ms on a busy 2-core machine)
+        scores = np.einsum("ij,j->i", self.exemplars, np.asarray(query_vec, dtype=np.float32).reshape(-1))
+        current = RANK.get(result.category, 9)
         for category in SEMANTIC_CATEGORIES:
             if RANK[category] >= current:
                 break
-            mine = self.masks.get(category)
+            mine = self.members.get(category)
             if mine is None:
                 continue
-            best = int(np.flatnonzero(mine)[np.argmax(scores[mine])])
+            best = int(mine[np.argmax(scores[mine])])
             score = float(scores[best])
-            others = self.calm if category in URGENT else ~mine
-            nearest_other = float(scores[others].max()) if others.any() else 0.0
+            rivals = self.rivals[category]
+            nearest_other = float(scores[rivals].max()) if rivals.size else 0.0
             if score < self.threshold.get(category, 1.0) or score - nearest_other < self.margin.get(category, 0.0):
                 continue
             if category == "emergency" and general:
@@ -393,16 +408,9 @@ class Triager:
         return result
 
 
-def _visible(text: str) -> str:
-    """The message as written, for the Devanagari words of the symptom model: format characters dropped."""
-    return "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
-
-
-@lru_cache(maxsize=1)
 def _exemplar_rows() -> list[dict]:
     """prompts/triage_exemplars.jsonl: reviewed example messages per class, in English, Hinglish and Hindi."""
-    with open(PROMPTS / "triage_exemplars.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return load("triage_exemplars.jsonl")
 
 
 def _embedded(embed: Callable[[list[str]], np.ndarray], texts: tuple[str, ...]) -> np.ndarray:
@@ -417,46 +425,3 @@ def _embedded(embed: Callable[[list[str]], np.ndarray], texts: tuple[str, ...]) 
             raise ValueError(f"embed returned {vectors.shape[0]} vectors for {len(texts)} exemplar sentences")
         cache[key] = vectors
     return cache[key]
-
-
-# ---------------------------------------------------------------- patient-facing messages
-
-
-@lru_cache(maxsize=1)
-def _messages() -> dict[str, dict[str, str]]:
-    data = yaml.safe_load((PROMPTS / "safety_messages.yaml").read_text(encoding="utf-8"))
-    return {str(k): {lang: " ".join(str(v).split()) for lang, v in by_lang.items()} for k, by_lang in data.items()}
-
-
-def load_messages(lang: str = "en") -> dict[str, str]:
-    """Message key -> exact text patients see (with {placeholders}), from prompts/safety_messages.yaml."""
-    return {key: by_lang.get(lang, by_lang["en"]) for key, by_lang in _messages().items()}
-
-
-BOTH_LANGUAGES = ("crisis", "emergency", "symptom")  # Hinglish writers get these in Hindi and in English
-
-
-def render(key: str, settings: Any, lang: str = "en", **extra: str) -> str:
-    """The message `key` in the patient's language (en, hi; hinglish: see BOTH_LANGUAGES) with {clinic},
-    {contact}, {emergency_number}, {crisis_line} (and `extra` placeholders) filled in."""
-    messages = _messages()
-    if key not in messages:
-        raise KeyError(f"safety_messages.yaml has no message {key!r}; known: {', '.join(sorted(messages))}")
-    values = {
-        "clinic": settings.clinic_name,
-        "contact": settings.clinic_contact,
-        "emergency_number": settings.emergency_number,
-        "crisis_line": settings.crisis_line,
-        **extra,
-    }
-    by_lang = messages[key]
-    if lang == "hi":
-        parts = [by_lang.get("hi") or by_lang["en"]]
-    elif lang == "hinglish" and key in BOTH_LANGUAGES:
-        parts = [by_lang["hi"], by_lang["en"]]
-    else:
-        parts = [by_lang["en"]]
-    text = "\n\n".join(p for p in parts if p)
-    for name, value in values.items():
-        text = text.replace("{" + name + "}", str(value))
-    return text

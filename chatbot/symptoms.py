@@ -14,13 +14,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-
-import yaml
 
 from chatbot.language import has_devanagari
+from chatbot.wording import load
 
-PROMPTS = Path(__file__).parent / "prompts"
 WINDOW = 60  # characters: a modifier counts for a concept when it is this close to one of the concept's words
 _NUKTA = str.maketrans({"\u093c": None, "\u0901": "\u0902"})  # nukta dropped, chandrabindu read as anusvara
 _DEVA_LETTER = "\u0900-\u097f"
@@ -38,45 +35,83 @@ def native_form(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).lower().translate(_NUKTA).split())
 
 
-def _latin_regex(term: str) -> str:
-    parts = []
+LATIN_START = r"\b"  # every Latin term starts at a word boundary
+NATIVE_START = rf"(?<![{_DEVA_LETTER}])"  # and every Devanagari one after a non-Devanagari character
+
+
+def _latin_regex(term: str) -> tuple[str, str] | None:
+    """The term's regular expression after `LATIN_START`, and its longest literal word; None for an empty term."""
+    parts, words = [], []
     for word in term.lower().split():
         if word == "..":
             parts.append(r"(?:\S+\s+){0,3}?")
             continue
+        words.append(word.rstrip("*"))
         body = re.escape(word.rstrip("*")) + (r"\w*" if word.endswith("*") else r"\b")
         parts.append(body + r"\s+")
-    return r"\b" + "".join(parts)[: -len(r"\s+")] if parts else ""
+    return ("".join(parts)[: -len(r"\s+")], max(words, key=len, default="")) if parts else None
 
 
-def _native_regex(term: str) -> str:
-    words = native_form(term).split()
-    parts = []
-    for word in words:
+def _native_regex(term: str) -> tuple[str, str]:
+    """The term's regular expression after `NATIVE_START`, and its longest literal word ("" when it has none)."""
+    parts, words = [], []
+    for word in native_form(term).split():
         if word == "..":
             parts.append(r"(?:[^\s]+\s+){0,3}?")
             continue
+        words.append(word)
         whole = len([c for c in word if not unicodedata.combining(c)]) <= 2  # short words: whole words only
         end = rf"(?![{_DEVA_LETTER}])" if whole else ""
         parts.append(re.escape(word) + end + r"\s+")
-    return rf"(?<![{_DEVA_LETTER}])" + "".join(parts)[: -len(r"\s+")]
+    return "".join(parts)[: -len(r"\s+")], max(words, key=len, default="")
+
+
+@dataclass(frozen=True)
+class Alternatives:
+    """One list of terms as one regular expression, built for speed (the matches are those of trying each term in
+    turn at each position): the common start is written once, so that each term is tried only where the start
+    holds and is rejected by its first letter; and a text that contains none of the terms' longest literal words
+    (`words`) is not searched at all."""
+
+    regex: re.Pattern
+    words: tuple[str, ...] | None  # None: a term without a literal word, always search
+
+    @classmethod
+    def of(cls, start: str, compiled: list[tuple[str, str] | None]) -> Alternatives | None:
+        """`compiled`: (regex after `start`, longest literal word) per term, from `_latin_regex`/`_native_regex`."""
+        if not compiled:
+            return None
+        kept = [term for term in compiled if term is not None]
+        if not kept:
+            return cls(re.compile(""), None)  # only empty terms: matches everywhere
+        words = sorted({word for _, word in kept}, key=len)
+        # a word that contains a shorter one adds nothing to the pre-check: 'painful' is found when 'pain' is
+        needed = tuple(w for i, w in enumerate(words) if not any(v in w for v in words[:i]))
+        pattern = re.compile(start + "(?:" + "|".join(f"(?:{regex})" for regex, _ in kept) + ")")
+        return cls(pattern, None if "" in words else needed)
+
+    def possible(self, text: str) -> bool:
+        return self.words is None or any(word in text for word in self.words)
+
+    def matches(self, text: str) -> list[re.Match]:
+        return list(self.regex.finditer(text)) if self.possible(text) else []
+
+    def search(self, text: str) -> re.Match | None:
+        return self.regex.search(text) if self.possible(text) else None
 
 
 @dataclass(frozen=True)
 class Terms:
     """One list of terms, compiled: `latin` for English and Hinglish words, `native` for Devanagari."""
 
-    latin: re.Pattern | None
-    native: re.Pattern | None
+    latin: Alternatives | None
+    native: Alternatives | None
 
     @classmethod
     def of(cls, entry: dict) -> Terms:
         latin = [_latin_regex(str(t)) for key in ("en", "hinglish") for t in entry.get(key, []) or []]
         native = [_native_regex(str(t)) for t in entry.get("hi", []) or []]
-        return cls(
-            re.compile("|".join(f"(?:{r})" for r in latin if r)) if latin else None,
-            re.compile("|".join(f"(?:{r})" for r in native if r)) if native else None,
-        )
+        return cls(Alternatives.of(LATIN_START, latin), Alternatives.of(NATIVE_START, native))
 
     @classmethod
     def listed(cls, terms: list) -> Terms | None:
@@ -92,7 +127,7 @@ class Terms:
         found = []
         for name, pattern, text in (("latin", self.latin, latin), ("native", self.native, native)):
             if pattern is not None:
-                found += [(name, m.start(), m.end()) for m in pattern.finditer(text)]
+                found += [(name, m.start(), m.end()) for m in pattern.matches(text)]
         return found
 
     @staticmethod
@@ -209,4 +244,4 @@ class Model:
 
 @lru_cache(maxsize=1)
 def model() -> Model:
-    return Model(yaml.safe_load((PROMPTS / "symptoms.yaml").read_text(encoding="utf-8")))
+    return Model(load("symptoms.yaml"))
