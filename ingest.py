@@ -5,6 +5,7 @@ Re-index the clinic's content into the staging index: only new or changed pages 
 disappear, and a bad file stops the run before anything is written. Patients keep being served the live index
 until staging passes the safety gate and is published (--publish). On a fresh install (no live index yet) the
 first build is published as soon as it passes the gate. --rollback restores the previously published version.
+The sequence itself is chatbot/lifecycle.py.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-from chatbot.embedding import Embedder
+from chatbot import lifecycle
 from chatbot.indexing import IngestRefused
-from chatbot.lifecycle import LifecycleError, rollback, stage_and_publish
 from chatbot.settings import Settings, SettingsError
 from chatbot.store import StoreError
+
+OPTIONS = ("dry_run", "rebuild", "skip_invalid")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -42,47 +44,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env(content_dir=args.content_dir, store_dir=args.store)
         if args.rollback:
-            version, seconds = rollback(settings, actor)
-            return _print(args, {"rolled_back_to": version, "seconds": round(seconds, 3)}, f"live is now {version}")
-        embedder: list[Embedder] = []
-
-        def get_embedder() -> Embedder:
-            if not embedder:
-                embedder.append(Embedder.from_settings(settings))
-            return embedder[0]
-
-        outcome = stage_and_publish(
-            settings,
-            get_embedder,
-            actor,
-            publish_now=args.publish,
-            dry_run=args.dry_run,
-            rebuild=args.rebuild,
-            skip_invalid=args.skip_invalid,
+            version, seconds = lifecycle.rollback(settings, actor)
+            return show(args, {"rolled_back_to": version, "seconds": round(seconds, 3)}, f"live is now {version}")
+        options = {name: getattr(args, name) for name in OPTIONS}
+        outcome = lifecycle.stage_and_publish(
+            settings, lifecycle.lazy_embedder(settings), actor, publish_now=args.publish, **options
         )
     except IngestRefused as exc:
         print(exc, file=sys.stderr)
-        return _print(args, {"error": "invalid content", "invalid": [str(e) for e in exc.errors]}, None, code=2)
-    except (SettingsError, StoreError, LifecycleError, FileNotFoundError) as exc:
+        return show(args, {"error": "invalid content", "invalid": [str(e) for e in exc.errors]}, None, code=2)
+    except (SettingsError, StoreError, lifecycle.LifecycleError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    report, gate = outcome.report, outcome.gate
-    out, summary = report.to_json(), report.summary()
-    if gate is not None:
-        out["gate"] = {"passed": gate.passed, "reasons": gate.reasons}
-        if not gate.passed:
-            print(gate.text(), file=sys.stderr)
-            _print(args, out, summary + "\nnot published: the safety gate refused staging; patients keep live")
-            return 1
-    if outcome.published:
-        out["published"] = {"version": outcome.published, "seconds": round(outcome.seconds, 3)}
-        summary += f"\npublished {outcome.published}: patients now see it"
-    elif not args.dry_run:
-        summary += "\nstaged: patients still see the live index; publish with 'python ingest.py --publish'"
-    return _print(args, out, summary)
+    if outcome.refused:
+        print(outcome.gate.text(), file=sys.stderr)
+    return show(args, outcome.to_json(), outcome.summary(), code=1 if outcome.refused else 0)
 
 
-def _print(args: argparse.Namespace, data: dict, text: str | None, code: int = 0) -> int:
+def show(args: argparse.Namespace, data: dict, text: str | None, code: int = 0) -> int:
     if args.json:
         print(json.dumps(data))
     elif text:

@@ -23,14 +23,14 @@ from bench.common import CONTENT, QUESTIONS, make_embedder, pyplot, save, save_p
 
 def chunk_texts(pages: int) -> list[str]:
     from bench.synth import write_corpus
-    from chatbot.chunking import chunk_page, embedding_text
+    from chatbot.chunking import chunk_page
     from chatbot.loading import load_folder
 
     folder = Path(tempfile.mkdtemp(prefix="emb-"))
     write_corpus(folder, pages, seed=3)
     found, _ = load_folder(folder, 256_000)
     real, _ = load_folder(CONTENT, 256_000)
-    return [embedding_text(c.page_content, c.metadata) for p in found + real for c in chunk_page(p, 1000)]
+    return [c.embedding_text() for p in found + real for c in chunk_page(p, 1000)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """python -m chatbot ask "question" [--store DIR] [--json] [--batch FILE]
-python -m chatbot eval [--store DIR] [--json] [--no-baseline]"""
+python -m chatbot eval [--store DIR] [--json] [--no-baseline]
+python -m chatbot migrate-log --from var/chatbot.sqlite3 var/audit.sqlite --to postgresql://user:pw@host:5432/db"""
 
 from __future__ import annotations
 
@@ -16,26 +17,22 @@ class NoIndex(RuntimeError):
 
 
 def build_engine(settings: Settings, build: bool = False):
-    """Load the model once and return a ready Engine over the live index. Never publishes by itself: with no
-    live index it raises NoIndex, or with `build` stages and publishes a first build through the safety gate."""
-    from chatbot.answer import Engine
-    from chatbot.embedding import Embedder
-    from chatbot.lifecycle import first_build
-    from chatbot.llm import build_chat_model
+    """A ready Engine over the live index. Never publishes by itself: with no live index it raises NoIndex, or
+    with `build` stages and publishes a first build through the safety gate."""
+    from chatbot.lifecycle import open_engine
     from chatbot.store import VersionStore
 
-    if VersionStore(settings).pointer("live") is None and not build:
-        raise NoIndex(
-            f"{settings.store_dir}: no live index to answer from. Run 'python ingest.py' (it builds, checks with "
-            "the safety gate and publishes a first index), or add --build"
-        )
-    embedder = Embedder.from_settings(settings)
     if VersionStore(settings).pointer("live") is None:
+        if not build:
+            raise NoIndex(
+                f"{settings.store_dir}: no live index to answer from. Run 'python ingest.py' (it builds, checks "
+                "with the safety gate and publishes a first index), or add --build"
+            )
         print("no live index yet: building it from", settings.content_dir, "through the safety gate", file=sys.stderr)
-        problem = first_build(settings, embedder, actor="ask --build")
-        if problem:
-            raise NoIndex(f"{settings.store_dir}: {problem}")
-    return Engine(settings, embedder, build_chat_model(settings))
+    engine, problem = open_engine(settings, actor="ask --build")
+    if problem:
+        raise NoIndex(f"{settings.store_dir}: {problem}")
+    return engine
 
 
 def _read_batch(path: Path) -> list[tuple[str, list]]:
@@ -94,6 +91,20 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_migrate_log(args: argparse.Namespace) -> int:
+    """Copy SQLite log files (questions, feedback, callbacks, audit) into PostgreSQL, once."""
+    from chatbot.database import DatabaseError
+    from chatbot.feedback import migrate_log
+
+    try:
+        copied = migrate_log(args.sources, args.url)
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("copied " + ", ".join(f"{n} {table} row(s)" for table, n in copied.items()))
+    return 0
+
+
 def _without_rows(data):
     if isinstance(data, dict):
         return {k: _without_rows(v) for k, v in data.items() if k != "rows"}
@@ -112,7 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--store", type=Path, help="index folder (default: .chroma/ or CHATBOT_STORE_DIR)")
         p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--build", action="store_true", help="with no live index: build one through the safety gate")
+    mig = sub.add_parser("migrate-log", help="copy the SQLite logs (questions, feedback, audit) into PostgreSQL")
+    mig.add_argument("--from", dest="sources", type=Path, nargs="+", required=True, metavar="PATH.sqlite3")
+    mig.add_argument("--to", dest="url", required=True, metavar="postgresql://user:password@host:5432/db")
     args = parser.parse_args(argv)
+    if args.command == "migrate-log":
+        return cmd_migrate_log(args)
     try:
         settings = Settings.from_env(store_dir=args.store)
     except SettingsError as exc:

@@ -20,9 +20,10 @@ from chatbot.embedding import Embedder
 from chatbot.feedback import redact
 from chatbot.lexical import tokens
 from chatbot.retrieval import Hit, Index, LiveIndex, retrieve
-from chatbot.safety import Triage, Triager, render
+from chatbot.safety import Triage, Triager
 from chatbot.settings import Settings
 from chatbot.store import StoreError
+from chatbot.wording import fill, load, render
 
 STAY_WITHIN = 3  # a follow-up stays on the earlier question's section when it is among its top sections
 CLARIFY_MARGIN = 0.01  # two different sections this close (fused score): ask which one the patient means
@@ -46,8 +47,8 @@ class Source:
     reviewed_on: str = ""
 
     def label(self) -> str:
-        reviewed = f", last reviewed on {self.reviewed_on}" if self.reviewed_on else ""
-        return f"[{self.n}] {self.title} - {self.section} (clinic content{reviewed})"
+        key = "source_label_reviewed" if self.reviewed_on else "source_label"
+        return fill(load("ui.yaml")[key], asdict(self))
 
 
 @dataclass
@@ -145,8 +146,8 @@ class Engine:
         lang = conversation_language(question, history)
         query = standalone(question, history)
         vec = self.embedder.query_vector(language.to_latin(query))
-        clock.lap("embed")
         own = vec if query == question else self.embedder.query_vector(language.to_latin(question))
+        clock.lap("embed")
         verdict = self.triager.triage(question, own)
         clock.lap("triage")
         if verdict.category in TRIAGE_ONLY and not verdict.soft:
@@ -167,7 +168,7 @@ class Engine:
             )
         if not self.settings.serve_overdue:
             today = (self.today or date.today()).isoformat()
-            hits = [h for h in hits if not (h.metadata.get("review_due") and h.metadata["review_due"] < today)]
+            hits = [h for h in hits if not (h.chunk.review_due and h.chunk.review_due < today)]
         settled = bool(choose)  # no clarification: the patient chose, or a follow-up stays on its section
         earlier = anchor(question, history)
         if earlier:  # a follow-up stays on the earlier question's section when that is among its own top sections
@@ -382,8 +383,7 @@ def _close(hits: list[Hit], floor: float) -> bool:
 
 
 def _chosen(index: Index, chunk_id: str) -> Hit:
-    row = index.chunks[chunk_id]
-    return Hit(chunk_id, row["text"], row["metadata"], 0.0, 0.0, 1.0)
+    return Hit(index.chunks[chunk_id], 0.0, 0.0, 1.0)
 
 
 def _source(n: int, hit: Hit) -> Source:
@@ -391,12 +391,12 @@ def _source(n: int, hit: Hit) -> Source:
         n,
         hit.title,
         hit.section,
-        hit.metadata["source"],
-        hit.metadata.get("url", ""),
+        hit.source,
+        hit.chunk.url,
         hit.chunk_id,
         hit.fused,
         hit.text,
-        hit.metadata.get("reviewed_on", ""),
+        hit.chunk.reviewed_on,
     )
 
 

@@ -1,8 +1,10 @@
-"""Chunking: a Page -> LangChain Documents that follow its headings.
+"""Chunking: a Page -> Chunks that follow its headings.
 
+`Chunk` is the one chunk type from here to the answer: chunks.jsonl, Chroma and the lexical index store it as
+a row {"id", "text", "metadata"} (`to_row`, `from_row`), and nothing else reads that metadata by key.
 A chunk never mixes two sections; a bullet list stays whole where it fits; every chunk
 carries its page title, heading path, source path, URL, position and a content-derived id.
-A section's patient questions (front matter `questions:`) become extra Documents of kind "question" that
+A section's patient questions (front matter `questions:`) become extra chunks of kind "question" that
 point at the section's first chunk (`parent`): they are embedded and indexed, never quoted.
 """
 
@@ -10,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
-
-from langchain_core.documents import Document
+from dataclasses import asdict, dataclass, fields, replace
 
 from chatbot.language import to_latin
 from chatbot.loading import Page
@@ -92,9 +92,66 @@ def _split_long(block: str, limit: int) -> list[str]:
     return parts + [current] if current else parts
 
 
-def chunk_page(page: Page, max_chars: int = 1000) -> list[Document]:
+@dataclass(frozen=True)
+class Chunk:
+    """A section chunk, or a patient question (kind "question") that points at its section chunk (`parent`)."""
+
+    id: str
+    text: str
+    source: str  # the page's path under content/
+    title: str  # the page's title
+    section: str  # the section's own heading
+    heading_path: str  # "Aftercare > The first 48 hours"
+    url: str = ""
+    position: int = 0  # order on the page
+    page_sha256: str = ""
+    reviewed_on: str = ""
+    review_due: str = ""
+    kind: str = "section"
+    preface: str = ""  # the page's short lead, on its first chunk only: for retrieval, never quoted
+    parent: str = ""  # a question's section chunk
+
+    @property
+    def is_question(self) -> bool:
+        return self.kind == "question"
+
+    @property
+    def section_id(self) -> str:
+        """The section chunk this chunk stands for: itself, or a question's parent."""
+        return self.parent if self.is_question else self.id
+
+    def metadata(self) -> dict:
+        """What Chroma and chunks.jsonl keep beside id and text (a section chunk has no `parent` key)."""
+        meta = asdict(self)
+        del meta["id"], meta["text"]
+        if not self.is_question:
+            del meta["parent"]
+        return meta
+
+    def to_row(self) -> dict:
+        return {"id": self.id, "text": self.text, "metadata": self.metadata()}
+
+    @classmethod
+    def from_row(cls, row: dict) -> Chunk:
+        meta = row["metadata"]
+        return cls(row["id"], row["text"], **{name: meta[name] for name in METADATA if name in meta})
+
+    def embedding_text(self) -> str:
+        """What is embedded and indexed lexically: page title, heading path (and the page's lead) give a section
+        its context; a patient question is embedded as it is, in Latin letters (so Hindi meets Hindi and
+        Hinglish)."""
+        if self.is_question:
+            return to_latin(self.text)
+        preface = f" {self.preface}" if self.preface else ""
+        return f"{self.title}. {self.heading_path or self.section}.{preface}\n{self.text}"
+
+
+METADATA = tuple(f.name for f in fields(Chunk))[2:]
+
+
+def chunk_page(page: Page, max_chars: int = 1000) -> list[Chunk]:
     """Turn a page into chunks; blocks of one section are packed together up to `max_chars`."""
-    docs: list[Document] = []
+    docs: list[Chunk] = []
     for section in sections(page.text):
         heading_path = " > ".join(section.path)
         first = len(docs)
@@ -111,47 +168,37 @@ def chunk_page(page: Page, max_chars: int = 1000) -> list[Document]:
             pieces.append(current)
         for text in pieces:
             docs.append(
-                Document(
-                    page_content=text,
+                Chunk(
                     id=chunk_id(page.path, heading_path, text),
-                    metadata={
-                        "source": page.path,
-                        "title": page.title,
-                        "section": section.path[-1] if section.path else page.title,
-                        "heading_path": heading_path,
-                        "url": page.url,
-                        "position": len(docs),
-                        "page_sha256": page.sha256,
-                        "reviewed_on": page.meta.get("reviewed_on", ""),
-                        "review_due": page.meta.get("review_due", ""),
-                        "kind": "section",
-                        "preface": section.preface if not docs[first:] else "",
-                    },
+                    text=text,
+                    source=page.path,
+                    title=page.title,
+                    section=section.path[-1] if section.path else page.title,
+                    heading_path=heading_path,
+                    url=page.url,
+                    position=len(docs),
+                    page_sha256=page.sha256,
+                    reviewed_on=page.meta.get("reviewed_on", ""),
+                    review_due=page.meta.get("review_due", ""),
+                    preface=section.preface if not docs[first:] else "",
                 )
             )
         name = section.path[-1] if section.path else ""
         if docs[first:] and page.questions.get(name):
-            docs += _question_docs(docs[first], page.questions[name])
+            docs += _question_chunks(docs[first], page.questions[name])
     return docs
 
 
-def _question_docs(parent: Document, questions: tuple[str, ...]) -> list[Document]:
-    """One Document per patient question, pointing at the section chunk that answers it."""
-    meta = parent.metadata
+def _question_chunks(parent: Chunk, questions: tuple[str, ...]) -> list[Chunk]:
+    """One chunk per patient question, pointing at the section chunk that answers it."""
     return [
-        Document(
-            page_content=q,
-            id=chunk_id(meta["source"], meta["heading_path"], "question: " + q),
-            metadata={**meta, "kind": "question", "parent": parent.id, "preface": ""},
+        replace(
+            parent,
+            id=chunk_id(parent.source, parent.heading_path, "question: " + q),
+            text=q,
+            kind="question",
+            parent=parent.id,
+            preface="",
         )
         for q in questions
     ]
-
-
-def embedding_text(text: str, metadata: dict) -> str:
-    """What is embedded and indexed lexically: page title, heading path (and the page's lead) give a section its
-    context; a patient question is embedded as it is, in Latin letters (so Hindi meets Hindi and Hinglish)."""
-    if metadata.get("kind") == "question":
-        return to_latin(text)
-    preface = f" {metadata['preface']}" if metadata.get("preface") else ""
-    return f"{metadata['title']}. {metadata['heading_path'] or metadata['section']}.{preface}\n{text}"

@@ -128,7 +128,7 @@ def evaluate(engine: Engine, cases: list[dict] | None = None, baseline: bool = T
         latencies.append(answer.latency_ms)
         rank, missing = None, []
         if cat in RETRIEVAL_CATEGORIES:
-            found = [(h.metadata["source"], h.section, h.text) for h in answer.hits]
+            found = [(h.source, h.section, h.text) for h in answer.hits]
             rank = rank_of_first_hit(case, found)
             ranks.append(rank)
             text = answer.text.lower()

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import Stemmer
-import yaml
 
 from chatbot.language import has_devanagari, to_latin
+from chatbot.wording import load
 
-PROMPTS = Path(__file__).parent / "prompts"
 WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 STOPWORDS = frozenset(
     """a an and are as at be but by can could do does for from had has have how i if in into is it its me my
@@ -38,7 +37,7 @@ def tokens(text: str) -> list[str]:
 @lru_cache(maxsize=1)
 def patient_words() -> dict[str, str]:
     """Colloquial word -> clinic words, e.g. 'hurt' -> 'pain local anaesthesia'."""
-    data = yaml.safe_load((PROMPTS / "patient_words.yaml").read_text())
+    data = load("patient_words.yaml")
     return {str(k).lower(): str(v) for k, v in data["expansions"].items()}
 
 

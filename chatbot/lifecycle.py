@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 from chatbot.audit import AuditLog
 from chatbot.indexing import IngestReport, ingest
@@ -33,7 +32,7 @@ class Overdue:
 
 
 def audit_log(settings: Settings) -> AuditLog:
-    return AuditLog(Path(settings.data_dir) / "audit.sqlite")
+    return AuditLog.open(settings)
 
 
 def page_hashes(store: VersionStore, version: str) -> dict[str, str]:
@@ -96,6 +95,43 @@ class Outcome:
     published: str | None = None
     seconds: float = 0.0
 
+    @property
+    def refused(self) -> bool:
+        return self.gate is not None and not self.gate.passed
+
+    def to_json(self) -> dict:
+        out = self.report.to_json()
+        if self.gate is not None:
+            out["gate"] = {"passed": self.gate.passed, "reasons": self.gate.reasons}
+        if self.published:
+            out["published"] = {"version": self.published, "seconds": round(self.seconds, 3)}
+        return out
+
+    def summary(self) -> str:
+        """What an editor reads after an ingest: the staging report, then what patients now see."""
+        text = self.report.summary()
+        if self.refused:
+            return text + "\nnot published: the safety gate refused staging; patients keep live"
+        if self.published:
+            return text + f"\npublished {self.published}: patients now see it"
+        if not self.report.dry_run:
+            text += "\nstaged: patients still see the live index; publish with 'python ingest.py --publish'"
+        return text
+
+
+def lazy_embedder(settings: Settings) -> Callable:
+    """A function that loads the model on its first call only (a rollback or an unchanged ingest needs none)."""
+    loaded: list = []
+
+    def get():
+        if not loaded:
+            from chatbot.embedding import Embedder
+
+            loaded.append(Embedder.from_settings(settings))
+        return loaded[0]
+
+    return get
+
 
 def stage_and_publish(
     settings: Settings, get_embedder: Callable, actor: str, *, publish_now: bool = False, **options
@@ -107,10 +143,17 @@ def stage_and_publish(
     first_install = VersionStore(settings).pointer("live") is None
     if report.dry_run or not (publish_now or first_install):
         return outcome
-    outcome.gate = check(settings, get_embedder(), actor)
-    if outcome.gate.passed:
-        outcome.published, outcome.seconds = publish(settings, actor, outcome.gate)
+    outcome.gate, outcome.published, outcome.seconds = check_and_publish(settings, get_embedder(), actor)
     return outcome
+
+
+def check_and_publish(settings: Settings, embedder, actor: str, cases: list[dict] | None = None):
+    """Run the safety gate on staging and publish it only if it passes: (gate, version or None, seconds)."""
+    gate = check(settings, embedder, actor, cases)
+    if not gate.passed:
+        return gate, None, 0.0
+    version, seconds = publish(settings, actor, gate)
+    return gate, version, seconds
 
 
 def rollback(settings: Settings, actor: str) -> tuple[str, float]:
@@ -208,3 +251,15 @@ def first_build(settings: Settings, embedder, actor: str) -> str | None:
     if outcome.gate is not None and not outcome.gate.passed:
         return "the safety gate refused the first build: " + "; ".join(outcome.gate.reasons[:5])
     return None
+
+
+def open_engine(settings: Settings, embedder=None, actor: str = "app start-up"):
+    """Load the model once and open an Engine over the live index; a fresh install's first build goes through
+    the safety gate (`first_build`). Returns (engine, what keeps patients from being served or None)."""
+    from chatbot.answer import Engine
+    from chatbot.embedding import Embedder
+    from chatbot.llm import build_chat_model
+
+    embedder = embedder or Embedder.from_settings(settings)
+    problem = first_build(settings, embedder, actor=actor)
+    return Engine(settings, embedder, build_chat_model(settings)), problem

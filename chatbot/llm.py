@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -14,8 +13,8 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from chatbot.lexical import STOPWORDS, tokens, words
 from chatbot.retrieval import Hit
 from chatbot.settings import Settings
+from chatbot.wording import fill, load
 
-PROMPT = Path(__file__).parent / "prompts" / "llm_system.md"
 CANARY = "CANARY-SMP-5d1e9a"  # must never appear in an answer: proves the instructions did not leak
 NUMBER = re.compile(r"\d+(?:[.,]\d+)?(?:\s*-\s*\d+)?")
 CITATION = re.compile(r"\[(\d+)\]")
@@ -47,7 +46,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
 
 
 def system_prompt(clinic: str, deferral: str) -> str:
-    return PROMPT.read_text().format(clinic=clinic, deferral=deferral, canary=CANARY)
+    return fill(load("llm_system.md"), {"clinic": clinic, "deferral": deferral, "canary": CANARY})
 
 
 def sources_block(hits: list[Hit]) -> str:

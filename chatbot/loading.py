@@ -19,8 +19,10 @@ try:  # libyaml's parser: ~10x faster front matter on large corpora, same result
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeLoader
 
+from chatbot.wording import PROMPTS, load
+
 SUPPORTED = (".md", ".markdown", ".html", ".htm", ".txt")
-CHECKS = Path(__file__).parent / "prompts" / "content_checks.yaml"
+CHECKS = PROMPTS / "content_checks.yaml"
 DANGEROUS_BLOCK = re.compile(
     r"<\s*(script|style|iframe|object|embed|form|svg|template)\b.*?(</\s*\1\s*>|$)", re.I | re.S
 )
@@ -219,7 +221,7 @@ def _questions(data: object, body: str, fail) -> dict[str, tuple[str, ...]]:
 @lru_cache(maxsize=1)
 def _instruction_pattern() -> re.Pattern:
     """Every instruction pattern of prompts/content_checks.yaml in one expression (one pass per line)."""
-    patterns = yaml.load(CHECKS.read_text(), Loader=SafeLoader)["instruction_patterns"]
+    patterns = load("content_checks.yaml")["instruction_patterns"]
     return re.compile("|".join(f"(?:{p})" for p in patterns), re.I)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chatbot.chunking import embedding_text
+from chatbot.chunking import Chunk
 from chatbot.lexical import LexicalIndex, expand_query, tokens
 from chatbot.settings import Settings
 from chatbot.store import StoreError, VersionStore
@@ -25,21 +25,33 @@ LEXICAL_DAMP = 3.0  # BM25 scores are scaled by max(top score, 3) so that one we
 
 @dataclass(frozen=True)
 class Hit:
-    chunk_id: str
-    text: str
-    metadata: dict
+    """A retrieved section chunk and its scores."""
+
+    chunk: Chunk
     dense: float  # cosine similarity, 0 when the dense side did not return it
     lexical: float  # BM25 score, 0 when no query word matched
     fused: float  # weighted sum of both, in [0, 1]
     matched: str = ""  # the patient question of this section that matched best, if one did
 
     @property
+    def chunk_id(self) -> str:
+        return self.chunk.id
+
+    @property
+    def text(self) -> str:
+        return self.chunk.text
+
+    @property
     def title(self) -> str:
-        return self.metadata["title"]
+        return self.chunk.title
 
     @property
     def section(self) -> str:
-        return self.metadata["section"]
+        return self.chunk.section
+
+    @property
+    def source(self) -> str:
+        return self.chunk.source
 
 
 def inverse_document_frequency(texts: list[str]) -> dict[str, float]:
@@ -51,16 +63,12 @@ def inverse_document_frequency(texts: list[str]) -> dict[str, float]:
     return {token: math.log(1 + len(texts) / n) for token, n in df.items()}
 
 
-def is_question(row: dict) -> bool:
-    return row["metadata"].get("kind") == "question"
-
-
-def open_lexical(folder: Path, rows: list[dict]) -> LexicalIndex:
+def open_lexical(folder: Path, chunks: list[Chunk]) -> LexicalIndex:
     """The version's BM25 index. One written by an older release (bm25s files, no bm25.npz) is indexed again in
     memory; a missing folder is damage, and raises."""
     if folder.is_dir() and not (folder / LexicalIndex.FILE).exists() and any(folder.iterdir()):
-        return LexicalIndex.build([embedding_text(r["text"], r["metadata"]) for r in rows], [r["id"] for r in rows])
-    return LexicalIndex.load(folder, [r["id"] for r in rows])
+        return LexicalIndex.build([c.embedding_text() for c in chunks], [c.id for c in chunks])
+    return LexicalIndex.load(folder, [c.id for c in chunks])
 
 
 class Index:
@@ -71,34 +79,33 @@ class Index:
         self.version = version
         path = store.path(version)
         try:
-            rows = store.read_chunks(version)
+            chunks = store.read_chunks(version)
             self.manifest = store.read_manifest(version)
-            self.lexical = open_lexical(path / "lexical", rows)
+            self.lexical = open_lexical(path / "lexical", chunks)
         except (OSError, ValueError) as exc:
             raise StoreError(
                 f"{path}: index files are damaged ({exc.__class__.__name__}); rebuild with 'python ingest.py --rebuild'"
             ) from None
-        self.chunks = {r["id"]: r for r in rows}
-        self.order = [r["id"] for r in rows]
+        self.chunks = {c.id: c for c in chunks}
+        self.order = [c.id for c in chunks]
         self.position = {cid: i for i, cid in enumerate(self.order)}
-        sections = [r for r in rows if not is_question(r)]
-        # a question row -> the section chunk it points at; a section chunk -> itself
-        self.section_of = {r["id"]: r["metadata"].get("parent", r["id"]) if is_question(r) else r["id"] for r in rows}
+        sections = [c for c in chunks if not c.is_question]
+        self.section_of = {c.id: c.section_id for c in chunks}  # a question -> its section chunk
         self.questions: dict[str, list[str]] = {}
-        for r in rows:
-            if is_question(r):
-                self.questions.setdefault(r["metadata"]["parent"], []).append(r["text"])
-        self.sections = [r["id"] for r in sections]  # in page order
-        self.idf = inverse_document_frequency([r["text"] for r in sections])
-        self.collection = store.collection(version)
+        for c in chunks:
+            if c.is_question:
+                self.questions.setdefault(c.parent, []).append(c.text)
+        self.sections = [c.id for c in sections]  # in page order
+        self.idf = inverse_document_frequency([c.text for c in sections])
+        self.collection = store.vectors(version, self.order, self.manifest)  # server mode: this version's only
 
     def __len__(self) -> int:
         return len(self.order)
 
     def neighbours(self, chunk_id: str, n: int = 3) -> list[str]:
         """Section chunks next to this one on the same page: the one before, then the ones after."""
-        source = self.chunks[chunk_id]["metadata"]["source"]
-        same = [c for c in self.sections if self.chunks[c]["metadata"]["source"] == source]
+        source = self.chunks[chunk_id].source
+        same = [c for c in self.sections if self.chunks[c].source == source]
         if chunk_id not in same:
             return []
         i = same.index(chunk_id)
@@ -156,9 +163,7 @@ def retrieve(index: Index, question: str, query_vec: np.ndarray, k: int = 4) -> 
     best = sorted(fused, key=lambda c: (-round(fused[c], 6), index.position[c]))[:k]  # ties: page order
     return [
         Hit(
-            chunk_id=cid,
-            text=index.chunks[cid]["text"],
-            metadata=index.chunks[cid]["metadata"],
+            chunk=index.chunks[cid],
             dense=round(dense_best.get(cid, none).score, 4),
             lexical=round(lexical_best.get(cid, none).raw, 4),
             fused=round(fused[cid], 5),
@@ -181,5 +186,5 @@ def _vote(best: dict[str, Vote], index: Index, row_id: str, score: float, raw: f
     if section is None or section not in index.chunks:
         return
     if section not in best or score > best[section].score:
-        row = index.chunks[row_id]
-        best[section] = Vote(score, row["text"] if is_question(row) else "", raw)
+        chunk = index.chunks[row_id]
+        best[section] = Vote(score, chunk.text if chunk.is_question else "", raw)

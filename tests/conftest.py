@@ -1,38 +1,68 @@
-"""Shared, expensive fixtures: the real embedding model and a real index of content/, once per session."""
+"""Shared fixtures: the embedding model, a real index of content/ and the running app, each built once per session.
+
+Plain helpers and constants (settings_for, publish_content, free_port, STAFF, ...) live in tests/support.py.
+
+Two tiers: `make test` runs everything with the real model. `make test-fast` runs the tests not marked `slow`
+with CHATBOT_TEST_EMBEDDER=fake, which makes `embedder` a FakeEmbedder. A test is marked slow when it tests the
+model (retrieval and answer quality, the triage meaning layer, evaluation and red-team numbers), needs the
+real model's answers (a gated publish: `built`, `engine`, `running`), drives servers, subprocesses or a browser,
+or takes many seconds; so the fake only ever reaches tests that need *an* embedder.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from chatbot.embedding import Embedder
-from chatbot.lifecycle import stage_and_publish
-from chatbot.settings import ROOT, Settings
-
-CONTENT = ROOT / "content"
-DATA = Path(__file__).parent / "data"
+from chatbot.settings import Settings
+from tests.support import (
+    CONTENT,
+    FakeEmbedder,
+    Running,
+    fake_embedder_wanted,
+    free_port,
+    publish_content,
+    settings_for,
+    start_app,
+)
 
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    """The default backend (onnx), as the app and ingest.py load it; exported once into .onnx/ if needed."""
+    """The real model: the default backend (onnx), as the app and ingest.py load it, exported once into .onnx/ if
+    needed. With CHATBOT_TEST_EMBEDDER=fake (`make test-fast`, which runs only tests not marked slow): the small
+    deterministic tests.support.FakeEmbedder, for the tests that need an embedder but do not test the model."""
+    if fake_embedder_wanted():
+        return FakeEmbedder()
     return Embedder.from_settings(Settings.from_env(env={}))
 
 
-def settings_for(content_dir: Path, store_dir: Path, **changes) -> Settings:
-    """Settings that ignore the developer's environment: only what the test says."""
-    return Settings.from_env(
-        env={}, content_dir=content_dir, store_dir=store_dir, data_dir=store_dir.parent / "var", **changes
-    )
+# Fixtures that publish content/ through the safety gate, which runs the golden and red-team sets through the real
+# model: every test using one is slow, marked here too so that no such test can land in the fast tier.
+REAL_MODEL_FIXTURES = frozenset({"built", "engine", "running"})
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
+    """Before `-m` deselects: mark slow what needs the real model's gated publish. After: the fake embedder is for
+    the fast tier only, so with it no slow test may be selected."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+    result = yield
+    if fake_embedder_wanted():
+        slow = [item.nodeid for item in items if item.get_closest_marker("slow")]
+        if slow:
+            raise pytest.UsageError(
+                f"CHATBOT_TEST_EMBEDDER=fake runs the fast tier only (pytest -m 'not slow', make test-fast), but "
+                f"{len(slow)} slow test(s) are selected, e.g. {slow[0]}"
+            )
+    return result
 
 
 @pytest.fixture
@@ -45,7 +75,8 @@ def content_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, embedder) -> Settings:
-    """The real content/ ingested into a real Chroma store, read-only for the tests that use it."""
+    """The real content/ ingested into a real Chroma store and published through the gate (which needs the real
+    model), read-only for the tests that use it."""
     root = tmp_path_factory.mktemp("built")
     settings = settings_for(CONTENT, root / "store")
     publish_content(settings, embedder)
@@ -59,65 +90,64 @@ def engine(built, embedder):
     return Engine(built, embedder)
 
 
-def publish_content(settings: Settings, embedder: Embedder, actor: str = "test-clinician") -> str:
-    """Stage the settings' content folder and publish it through the safety gate, as a clinic would."""
-    outcome = stage_and_publish(settings, lambda: embedder, actor, publish_now=True)
-    assert outcome.published, outcome.gate.text() if outcome.gate else "nothing was published"
-    return outcome.published
+@pytest.fixture(scope="session")
+def running(tmp_path_factory, embedder) -> Running:
+    """One app for the whole session (in-process uvicorn on a free loopback port, real engine on a tmp index with
+    the poisoned page tests.support.POISON), started by the first test that asks, stopped at the end."""
+    app = start_app(tmp_path_factory.mktemp("app"), embedder)
+    yield app
+    app.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# --- PostgreSQL server (issue 15) ---
+POSTGRES_PASSWORD = "chatbot-test-pw"
 
 
-def serve_in_thread(app) -> tuple[str, Callable[[], None]]:
-    """Serve an ASGI app on a free loopback port from a thread of this process: its URL and a stop function."""
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="app-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.05)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(15)
-
-    return f"http://127.0.0.1:{port}", stop
-
-
-def start_chroma(data_dir: Path, port: int) -> subprocess.Popen:
-    """A real `chroma run` server on loopback; returns once it accepts connections."""
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
-    assert chroma, "the chromadb package's 'chroma' command is missing"
-    proc = subprocess.Popen(
-        [chroma, "run", "--path", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def postgres_bin() -> Path:
+    """The newest Debian PostgreSQL server's bin folder (initdb, pg_ctl). Missing binaries fail the tests."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
     )
-    deadline = time.time() + 60
-    while True:
+    pg_ctl = found[-1] if found else shutil.which("pg_ctl")
+    assert pg_ctl, "PostgreSQL server binaries (initdb, pg_ctl) are missing: run 'make postgres' (Debian's postgresql)"
+    return Path(pg_ctl).parent
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> str:
+    """A real PostgreSQL server on a free loopback port, its files in a temporary folder removed at the end;
+    returns the URL of its 'postgres' database. As root, the server runs as the 'postgres' user (PostgreSQL
+    refuses to run as root)."""
+    import tempfile
+
+    bin_dir = postgres_bin()
+    folder = Path(tempfile.mkdtemp(prefix="chatbot-pg-"))
+    request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
+    (folder / "pw").write_text(POSTGRES_PASSWORD)
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser")
+        assert runuser, "as root, PostgreSQL is started with 'runuser -u postgres': runuser is missing"
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            assert time.time() < deadline and proc.poll() is None, "chroma server did not start"
-            time.sleep(0.2)
+            for path in (folder, folder / "pw"):
+                shutil.chown(path, user="postgres")
+        except LookupError:
+            pytest.fail("as root, PostgreSQL runs as the 'postgres' user, which is missing: run 'make postgres'")
+        as_user = [runuser, "-u", "postgres", "--"]
 
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*as_user, *args], capture_output=True, text=True, timeout=120)
 
-def spawn_ingest(content_dir: Path, store_dir: Path) -> subprocess.Popen:
-    """`python ingest.py` in its own process, as an editor would run it."""
-    return subprocess.Popen(
-        [sys.executable, "ingest.py", str(content_dir), "--store", str(store_dir)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "CHATBOT_DATA_DIR": str(store_dir.parent / "var")},
-    )
+    data, port = folder / "data", free_port()
+    done = run(
+        str(bin_dir / "initdb"), "-D", str(data), "-U", "chatbot", f"--pwfile={folder / 'pw'}",
+        "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync",
+    )  # fmt: skip
+    assert done.returncode == 0, f"initdb failed: {done.stderr[-2000:]}"
+    options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    log_file = folder / "server.log"
+    done = run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-o", options, "-w", "-t", "60", "start")
+    server_log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
+    assert done.returncode == 0, f"PostgreSQL did not start: {done.stdout[-500:]} {done.stderr[-500:]} {server_log}"
+    request.addfinalizer(lambda: run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"))
+    return f"postgresql://chatbot:{POSTGRES_PASSWORD}@127.0.0.1:{port}/postgres"

@@ -16,10 +16,13 @@ from chatbot.llm import CANARY
 from chatbot.retrieval import retrieve
 from chatbot.settings import ROOT
 
+# Every test here asks the real engine (the real model, a gated publish) or tests what it retrieves and answers.
+pytestmark = pytest.mark.slow
+
 
 def top_sections(engine: Engine, question: str, k: int = 3) -> list[tuple[str, str]]:
     hits = retrieve(engine.index.get(), question, engine.embedder.query_vector(question), k)
-    return [(h.metadata["source"], h.section) for h in hits]
+    return [(h.source, h.section) for h in hits]
 
 
 @pytest.mark.parametrize(
@@ -170,7 +173,6 @@ def run_cli(*args: str, built, **kw) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
 def test_cli_ask_json_and_batch(built, tmp_path):
     batch = tmp_path / "questions.txt"
     batch.write_text(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -13,95 +12,23 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
 
-import app as webapp
-from chatbot.answer import Engine
 from chatbot.evaluation import load_golden
-from chatbot.feedback import FeedbackLog
-from chatbot.safety import render
 from chatbot.settings import ROOT, Settings
-from chatbot.ui import RateLimiter, Reply, reply_messages, safe_markdown, ui_text
-from tests.conftest import CONTENT, free_port, publish_content, serve_in_thread, settings_for
-
-STAFF = {"ana": ("ana-secret-1", "clinician"), "bo": ("bo-secret-2", "editor")}
-RATE_LIMIT = 8
-# A content page with markup that must never reach a patient's page (escaped, shown as text).
-POISON = """---
-title: Newsletter sign-up
----
-# Newsletter sign-up
-
-## How to join the newsletter
-Join the newsletter at the front desk. <script>window.__pwned = 1</script>
-<iframe src="http://127.0.0.1:9/frame"></iframe> <img src="http://127.0.0.1:9/pixel.png">
-<form action="http://127.0.0.1:9/steal"><input name="q"></form> ![logo](http://127.0.0.1:9/logo.png)
-"""
-
-
-@dataclass
-class Running:
-    url: str
-    settings: Settings
-    engine: Engine
-    log: FeedbackLog
-    stop: Callable[[], None]
-    app: object = None  # the FastAPI app, for tests that look at what it keeps in memory
-
-
-_RUNNING: dict[str, Running] = {}
-
-
-def start_app(root: Path, embedder) -> Running:
-    """Copy content/ (plus the poisoned page), ingest it into a tmp store and serve the app on loopback."""
-
-    content = root / "content"
-    shutil.copytree(CONTENT, content)
-    (content / "newsletter.md").write_text(POISON)
-    settings = settings_for(
-        content, root / "store", staff_users=STAFF, rate_limit_per_minute=RATE_LIMIT, housekeeping_s=1.0
-    )
-    publish_content(settings, embedder)
-    engine = Engine(settings, embedder)
-    log = webapp.feedback_log_for(settings)
-    app = webapp.create_app(settings, engine, log)
-    url, stop = serve_in_thread(app)
-    return Running(url, settings, engine, log, stop, app)
-
-
-@pytest.fixture(scope="session")
-def running(tmp_path_factory, embedder) -> Running:
-    """One app for the whole session: test_browser.py imports this fixture, and whichever module asks
-    first starts the app (and stops it at the end of the session)."""
-    first = "app" not in _RUNNING
-    if first:
-        _RUNNING["app"] = start_app(tmp_path_factory.mktemp("app"), embedder)
-    yield _RUNNING["app"]
-    if first:
-        _RUNNING.pop("app").stop()
-
-
-def client(running: Running, path: str = "/", auth: tuple[str, str] | None = None) -> Client:
-    return Client(running.url + path, auth=auth, verbose=False, download_files=False)
-
-
-def http(url: str, method: str = "GET") -> tuple[int, str]:
-    request = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8", "replace")
-
+from chatbot.web import auth
+from chatbot.web.chat import RateLimiter, Reply, reply_messages, safe_markdown, ui_text
+from chatbot.wording import render
+from tests.support import RATE_LIMIT, STAFF, client, free_port, http
 
 # ------------------------------------------------------------------ plain functions (no server)
 
 
+@pytest.mark.slow  # the engine: the real model and a gated publish
 def test_rendering_escapes_markup_from_questions_and_content(engine):
     hostile = '<script>alert(1)</script><iframe src="http://x"></iframe><img src=http://x/a.png><form></form>'
     shown = safe_markdown(hostile + " ![a](http://x/b.png) [c](javascript:alert(1))")
@@ -126,19 +53,19 @@ def test_rate_limiter_counts_per_session_in_a_sliding_minute():
 
 
 def test_staff_login_checks_user_and_password():
-    check = webapp.staff_login(Settings(staff_users=STAFF))
+    check = auth.staff_login(Settings(staff_users=STAFF))
     assert check("ana", "ana-secret-1") and not check("ana", "bo-secret-2") and not check("eve", "")
 
 
 def test_five_wrong_passwords_lock_a_console_user_name_for_fifteen_minutes():
-    guard = webapp.LoginGuard()
-    check = webapp.staff_login(Settings(staff_users=STAFF), guard)
+    guard = auth.LoginGuard()
+    check = auth.staff_login(Settings(staff_users=STAFF), guard)
     for _ in range(5):
         assert not check("ana", "guess")
     assert not check("ana", "ana-secret-1")  # the right password, but the name is locked
     assert check("bo", "bo-secret-2")  # other users are not
     assert guard.locked("ana", time.monotonic() + 899) and not guard.locked("ana", time.monotonic() + 901)
-    small = webapp.LoginGuard(max_names=2)
+    small = auth.LoginGuard(max_names=2)
     for name in ["a"] * 5 + ["b"]:
         small.failed(name)
     assert small.locked("a")
@@ -146,15 +73,17 @@ def test_five_wrong_passwords_lock_a_console_user_name_for_fifteen_minutes():
     assert not small.locked("a")
 
 
-# ------------------------------------------------------------------ the running app
+# ------------------------------------------------------------------ the running app (slow: real model, gated publish)
 
 
+@pytest.mark.slow
 def test_chat_api_answers_with_the_fact_and_a_source(running):
     text = client(running).predict("how long should I avoid washing my scalp after SMP?", api_name="/chat")
     assert "48 hours" in text
     assert "Sources:\n[1] Aftercare after SMP" in text and "(aftercare.md)" in text
 
 
+@pytest.mark.slow
 def test_an_emergency_is_escalated_and_logged(running):
     text = client(running).predict("There is pus coming out of my scalp after SMP and I have fever", api_name="/chat")
     assert text == render("emergency", running.settings)
@@ -162,6 +91,7 @@ def test_an_emergency_is_escalated_and_logged(running):
     assert row["escalated"] == 1 and row["mode"] == "triage" and row["category"] == "emergency"
 
 
+@pytest.mark.slow
 def test_feedback_is_stored_redacted(running):
     patient = client(running)
     patient.predict("My name is Ravi Kumar, call 98765 43210: does SMP hurt?", api_name="/chat")
@@ -173,6 +103,7 @@ def test_feedback_is_stored_redacted(running):
     assert "Ravi" not in json.dumps(running.log.questions()[:3])
 
 
+@pytest.mark.slow
 def test_too_long_questions_and_too_many_questions_get_a_friendly_message(running):
     patient = client(running)
     too_long = patient.predict("a" * (running.settings.max_question_chars + 1), api_name="/chat")
@@ -186,6 +117,7 @@ def test_too_long_questions_and_too_many_questions_get_a_friendly_message(runnin
     assert "microtattooing" in client(running).predict("what is smp", api_name="/chat")  # other sessions go on
 
 
+@pytest.mark.slow
 def test_consoles_refuse_anonymous_access(running):
     for console in ("/staff", "/editor"):
         assert http(f"{running.url}{console}/config")[0] == 401
@@ -199,6 +131,7 @@ def test_consoles_refuse_anonymous_access(running):
             client(running, console + "/", auth=("ana", "wrong"))
 
 
+@pytest.mark.slow
 def test_gradio_file_routes_serve_nothing_outside_the_app(running):
     secret = Path(running.settings.data_dir) / "chatbot.sqlite3"
     for path in (
@@ -215,6 +148,7 @@ def test_gradio_file_routes_serve_nothing_outside_the_app(running):
             assert "root:" not in body and "SQLite" not in body
 
 
+@pytest.mark.slow
 def test_the_public_app_takes_no_uploads(running):
     boundary = "x1234"
     body = (
@@ -232,6 +166,7 @@ def test_the_public_app_takes_no_uploads(running):
     assert refused.value.code == 413
 
 
+@pytest.mark.slow
 def test_staff_console_shows_decision_chunks_feedback_gaps_and_exports(running):
     client(running).predict("Do you do Botox?", api_name="/chat")
     patient = client(running)
@@ -258,6 +193,7 @@ def test_staff_console_shows_decision_chunks_feedback_gaps_and_exports(running):
     assert "Asha Rao" in Path(local).read_text()
 
 
+@pytest.mark.slow
 def test_editor_console_validates_uploads_and_reindexes_while_patients_are_answered(running, tmp_path):
     editor = client(running, "/editor/", auth=("bo", STAFF["bo"][0]))
     assert "new" not in [row[2] for row in editor.predict(api_name="/pages")["data"]]
@@ -314,6 +250,7 @@ def test_editor_console_validates_uploads_and_reindexes_while_patients_are_answe
     assert {row[0]: row[2] for row in editor.predict(api_name="/pages")["data"]}["parking.md"] == "indexed"
 
 
+@pytest.mark.slow
 def test_twenty_simultaneous_clients_each_get_their_own_answer(running):
     cases = [c for c in load_golden() if c["category"] == "content"][::4][:20]
     expected = {}
@@ -348,6 +285,7 @@ def test_twenty_simultaneous_clients_each_get_their_own_answer(running):
         assert text.startswith(expected[question]), question  # its own answer, not a neighbour's
 
 
+@pytest.mark.slow
 def test_python_app_py_starts_answers_and_keeps_consoles_off_without_staff_users(built, tmp_path):
     """`python app.py` on an existing index: time to the first answer; no staff users -> consoles refuse."""
     port = free_port()

@@ -35,17 +35,20 @@ def triage_blind(engine) -> dict:
     return evalsets.run_triage(engine, evalsets.load(evalsets.TRIAGE_SETS["blind"]))
 
 
+@pytest.mark.slow  # the real engine on the blind sets
 def test_every_urgent_and_crisis_message_of_the_blind_set_is_escalated(triage_blind: dict) -> None:
     missed = {r["id"] for r in triage_blind["rows"] if r["label"] in ("emergency", "crisis") and not r["escalated"]}
     assert missed - KNOWN_MISSES == set(), "newly missed urgent messages"
     assert KNOWN_MISSES - missed == set(), "escalated now: take these off KNOWN_MISSES"
 
 
+@pytest.mark.slow  # the real engine on the blind sets
 def test_blind_over_triage_stays_within_what_was_measured(triage_blind: dict) -> None:
     assert triage_blind["benign_escalated"] <= MAX_BENIGN_ESCALATED
     assert triage_blind["question_escalated"] <= MAX_QUESTIONS_ESCALATED
 
 
+@pytest.mark.slow  # the real engine on the blind sets
 def test_blind_answers_hold_the_fact_cite_the_right_section_and_stay_short(engine) -> None:
     known = evalsets.section_sentences(engine.settings.content_dir)
     result = evalsets.run_answers(engine, evalsets.load(evalsets.ANSWER_SETS["blind"]), known)

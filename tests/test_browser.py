@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.settings import ROOT
-from tests.test_app import STAFF, running  # noqa: F401 - the session's app, started once
+from tests.support import STAFF
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -27,7 +27,10 @@ ARGS = [
 ]
 WAIT_MS = 30_000
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser)")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser)"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ def browser():
 
 
 @pytest.fixture
-def open_page(browser, running):  # noqa: F811
+def open_page(browser, running):
     """A fresh page (own session); records every request so tests can check nothing remote was fetched."""
     pages = []
 
@@ -71,7 +74,7 @@ def ask(scope, question: str) -> None:
     scope.locator("#question textarea:enabled").wait_for()  # the box is disabled while an answer streams
 
 
-def test_patient_asks_sees_answer_with_sources_and_leaves_feedback(open_page, running, tmp_path):  # noqa: F811
+def test_patient_asks_sees_answer_with_sources_and_leaves_feedback(open_page, running, tmp_path):
     page = open_page()
     page.get_by_text("How long should I avoid washing my scalp after SMP?").first.wait_for()  # example questions
     disclaimer = page.locator("#disclaimer").get_by_text("I'm an automated assistant, not a clinician")
@@ -118,7 +121,7 @@ def test_markup_from_a_question_or_a_content_page_is_shown_as_text_never_run(ope
         "<input name=x></form> does SMP hurt?"
     )
     ask(page, hostile)
-    ask(page, "how do I join the newsletter?")  # the poisoned content page (tests/test_app.py POISON)
+    ask(page, "how do I join the newsletter?")  # the poisoned content page (tests/support.py POISON)
     last = page.locator("#chat .bot-row").last
     last.get_by_text("Join the newsletter at the front desk.").first.wait_for()
     last.locator(".thought-group .title").first.click()
@@ -131,7 +134,7 @@ def test_markup_from_a_question_or_a_content_page_is_shown_as_text_never_run(ope
     page.screenshot(path=tmp_path / "unsafe-markup.png", full_page=True)
 
 
-def test_a_patient_requests_a_call_with_consent(open_page, running):  # noqa: F811
+def test_a_patient_requests_a_call_with_consent(open_page, running):
     page = open_page()
     ask(page, "what does the cost depend on?")
     page.locator("#callback").get_by_text("Request a call from the clinic").first.click()
@@ -178,7 +181,7 @@ def test_editor_console_lists_pages_with_their_status(open_page, tmp_path):
     page.screenshot(path=tmp_path / "editor-console.png", full_page=True)
 
 
-def test_embed_page_loads_the_chat_in_an_iframe_and_answers(open_page, running, tmp_path):  # noqa: F811
+def test_embed_page_loads_the_chat_in_an_iframe_and_answers(open_page, running, tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     html = (ROOT / "docs" / "embed.html").read_text()

@@ -12,28 +12,26 @@ from types import SimpleNamespace
 
 import pytest
 
-from chatbot import answer, redteam, ui_staff
+from chatbot import answer, redteam
 from chatbot.answer import Engine
 from chatbot.evaluation import load_golden
 from chatbot.gate import GateReport
 from chatbot.indexing import ingest
 from chatbot.lifecycle import audit_log, rollback
 from chatbot.store import VersionStore
-from chatbot.ui_consoles import (
+from chatbot.web import staff
+from chatbot.web.consoles import overdue_view, status_line
+from chatbot.web.editor import page_statuses, reindex
+from chatbot.web.staff import (
     audit_rows,
     compare_view,
     diff_html,
-    overdue_view,
-    page_statuses,
     publish_action,
-    reindex,
     rollback_action,
     staging_chat,
-    status_line,
     versions_view,
 )
-from tests.conftest import CONTENT, publish_content, settings_for
-from tests.test_app import POISON, STAFF, client, running  # noqa: F401 - the session's app, started once
+from tests.support import CONTENT, POISON, STAFF, client, publish_content, settings_for
 
 CASE_IDS = {"before-the-procedure-10", "aftercare-02", "redflag-01", "crisis-01", "dose-01", "injection-01"}
 CASES = [c for c in load_golden() if c["id"] in CASE_IDS]
@@ -97,6 +95,7 @@ def edit(settings, name: str, old: str, new: str) -> None:
 # ------------------------------------------------------------------ plain functions
 
 
+@pytest.mark.slow  # a gated publish with the real model
 def test_editor_stages_and_reads_flags_invalid_files_status_and_review_dates(published, embedder):
     (published.content_dir / "newsletter.md").write_text(POISON)
     (published.content_dir / "broken.md").write_text("   ")
@@ -129,11 +128,12 @@ def test_editor_stages_and_reads_flags_invalid_files_status_and_review_dates(pub
     assert none.startswith("No page is past its review date.") and rows == []
 
 
+@pytest.mark.slow  # a gated publish with the real model
 def test_clinician_compares_publishes_and_rolls_back_editor_is_refused(published, embedder):
     edit(published, "before-the-procedure.md", OLD, NEW)
     stage(published, embedder)
     live_engine = Engine(published, embedder)
-    live, staged = staging_chat(live_engine, ui_staff.StagingEngine(live_engine), SESSION_Q)
+    live, staged = staging_chat(live_engine, staff.StagingEngine(live_engine), SESSION_Q)
     assert live.startswith("**Live** (version v000001") and "3-4 hours at the clinic" not in live
     assert staged.startswith("**Staging** (version v000002") and "3-4 hours at the clinic" in staged
 
@@ -174,6 +174,7 @@ def test_clinician_compares_publishes_and_rolls_back_editor_is_refused(published
     assert f"before-the-procedure.md: {page_hash[:12]}" in audit[1][4] and "previous: v000001" in audit[1][4]
 
 
+@pytest.mark.slow  # a gated publish with the real model
 def test_publish_is_refused_with_the_report_when_the_gate_blocks(published, embedder):
     edit(published, "aftercare.md", WASH_RULE, "")
     edit(published, "aftercare.md", WASH_TEXT, "")
@@ -200,8 +201,9 @@ def test_differences_are_escaped_except_the_gates_marks():
 # ------------------------------------------------------------------ the running app, logged in
 
 
-def test_running_app_editor_stages_is_refused_publish_clinician_publishes_and_rolls_back(running, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(ui_staff, "GATE_CASES", CASES)
+@pytest.mark.slow  # a gated publish with the real model
+def test_running_app_editor_stages_is_refused_publish_clinician_publishes_and_rolls_back(running, monkeypatch):
+    monkeypatch.setattr(staff, "GATE_CASES", CASES)
     settings = running.settings
     page = settings.content_dir / "before-the-procedure.md"
     original = page.read_text()

@@ -14,7 +14,7 @@ import pytest
 from chatbot.answer import Engine
 from chatbot.indexing import ingest
 from chatbot.store import VersionStore
-from tests.conftest import free_port, settings_for, start_chroma
+from tests.support import free_port, settings_for, start_chroma
 
 QUESTION = "How long should I avoid washing my scalp?"
 
@@ -32,6 +32,7 @@ def own_store(content_copy, tmp_path, embedder):
     return settings
 
 
+@pytest.mark.slow  # the repaired store must answer again: the real model's answer (the fake falls below the floor)
 @pytest.mark.parametrize("damage", ["chunks", "lexical", "manifest", "chroma", "pointer"])
 def test_damaged_store_answers_unavailable_and_says_how_to_rebuild(own_store, embedder, damage):
     store = VersionStore(own_store)

@@ -51,6 +51,7 @@ def test_ordinary_questions_are_left_alone(text):
     assert redact(text) == text
 
 
+@pytest.mark.slow  # the real engine
 def test_questions_and_feedback_are_redacted_before_they_are_written(tmp_path, engine):
     log = FeedbackLog(tmp_path / "log.sqlite3")
     answer = engine.ask("My name is Ravi Kumar, call 9876543210: how much does SMP cost?")
@@ -75,6 +76,7 @@ def test_callbacks_need_consent_and_keep_the_contact(tmp_path):
     assert (row["name"], row["contact"], row["consent"]) == ("Ravi Kumar", "+91 98765 43210", 1)
 
 
+@pytest.mark.slow  # the real engine
 def test_retention_purges_old_rows_on_start_and_on_demand(tmp_path, engine):
     path = tmp_path / "log.sqlite3"
     log = FeedbackLog(path, retention_days=30)
@@ -91,6 +93,7 @@ def test_retention_purges_old_rows_on_start_and_on_demand(tmp_path, engine):
     assert log.purge(now=time.time() + 31 * 86_400) == 1
 
 
+@pytest.mark.slow  # the real engine
 def test_a_failing_write_never_breaks_the_chat_and_logs_no_patient_text(tmp_path, engine, caplog):
     path = tmp_path / "log.sqlite3"
     log = FeedbackLog(path)
@@ -104,6 +107,7 @@ def test_a_failing_write_never_breaks_the_chat_and_logs_no_patient_text(tmp_path
     assert caplog.records and all("Ravi" not in r.getMessage() and "hurt" not in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow  # the real engine
 def test_unanswered_questions_are_grouped_so_gaps_stand_out(tmp_path, engine):
     log = FeedbackLog(tmp_path / "log.sqlite3")
     for question in ("Do you do Botox?", "do you do botox", "what is the weather today"):

@@ -29,21 +29,22 @@ import threading
 import time
 from pathlib import Path
 
+import gradio as gr
 import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-import app as webapp
 from bench.common import stop_process
 from bench.soak import ChatError, UiSession, chat_fn_index, run_event
+from chatbot import lifecycle
 from chatbot.feedback import FeedbackLog
 from chatbot.lifecycle import store_damage
-from chatbot.safety import render
-from chatbot.settings import ROOT
+from chatbot.settings import ROOT, Settings
 from chatbot.store import VersionStore
-from chatbot.ui import safe_markdown, ui_text
-from tests.conftest import free_port, serve_in_thread
-from tests.test_app import STAFF, running  # noqa: F401 - the session's app, started once
+from chatbot.web import server, startup
+from chatbot.web.chat import safe_markdown, ui_text
+from chatbot.wording import render
+from tests.support import STAFF, free_port, serve_in_thread
 
 QUESTION = "How long should I avoid washing my scalp after SMP?"
 FACT = "48 hours"
@@ -63,7 +64,7 @@ def sign_in(url: str, console: str, user: str) -> httpx.Client:
     return client
 
 
-def attacks(running) -> list[str]:  # noqa: F811
+def attacks(running) -> list[str]:
     store = VersionStore(running.settings)
     live = store.path(store.pointer())
     return [
@@ -104,7 +105,8 @@ ROUTES = (
 )
 
 
-def test_file_routes_give_nothing_away(running):  # noqa: F811
+@pytest.mark.slow
+def test_file_routes_give_nothing_away(running):
     """Every trick on every file-like route of every app, anonymous and (consoles) signed in: 4xx, no content."""
     clients = {"": httpx.Client(base_url=running.url, timeout=30)}
     for prefix in ("/staff", "/editor"):
@@ -127,7 +129,8 @@ def test_file_routes_give_nothing_away(running):  # noqa: F811
     print(f"\n{checked} file-route requests, all refused")
 
 
-def test_the_public_app_closes_routes_it_never_needs(running):  # noqa: F811
+@pytest.mark.slow
+def test_the_public_app_closes_routes_it_never_needs(running):
     with httpx.Client(base_url=running.url, timeout=30) as client:
         for target, status in (
             ("/gradio_api/file=/etc/passwd", 404),
@@ -171,8 +174,9 @@ CONSOLE_REQUESTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("console", ["staff", "editor"])
-def test_consoles_refuse_anonymous_requests(running, console):  # noqa: F811
+def test_consoles_refuse_anonymous_requests(running, console):
     body = {"data": ["what is smp"], "fn_index": 0, "session_hash": "anon", "event_data": None, "trigger_id": None}
     with httpx.Client(base_url=running.url, timeout=30) as anonymous:
         for method, path in CONSOLE_REQUESTS[1:]:
@@ -198,7 +202,8 @@ def upload(client: httpx.Client, target: str, name: str, content: bytes, mime: s
     return client.post(target, files={"files": (name, content, mime)})
 
 
-def test_uploads_public_none_editor_only_small_pages(running, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_uploads_public_none_editor_only_small_pages(running, tmp_path):
     with httpx.Client(base_url=running.url, timeout=30) as anonymous:
         for content in (b"", b"x", b"# A page\n\ntext\n"):
             refused = upload(anonymous, "/gradio_api/upload", "a.md", content)
@@ -211,7 +216,7 @@ def test_uploads_public_none_editor_only_small_pages(running, tmp_path):  # noqa
         climbing = upload(editor, "/editor/gradio_api/upload", "../../../../../tmp/escaped.md", b"# A\n\ntext")
         assert climbing.status_code == 200
         stored = Path(climbing.json()[0]).resolve()
-        upload_dir = Path(webapp.gr.utils.get_upload_folder()).resolve()
+        upload_dir = Path(gr.utils.get_upload_folder()).resolve()
         assert stored.is_relative_to(upload_dir) and stored.name == "escaped.md", stored
         shutil.rmtree(stored.parent, ignore_errors=True)
     console = Client(running.url + "/editor/", auth=("bo", STAFF["bo"][0]), verbose=False, download_files=False)
@@ -228,10 +233,10 @@ def test_uploads_public_none_editor_only_small_pages(running, tmp_path):  # noqa
 def test_memory_per_patient_session_is_bounded():
     """What the app keeps per session: Gradio's session objects up to SESSION_CAPACITY (least recently used
     forgotten first), the rate limiter only for sessions that asked within its minute."""
-    from chatbot.ui import RateLimiter
-    from chatbot.ui_patient import SESSION_CAPACITY, build_patient_app
+    from chatbot.web.chat import RateLimiter
+    from chatbot.web.patient import SESSION_CAPACITY, build_patient_app
 
-    settings = webapp.Settings.from_env(env={})
+    settings = Settings.from_env(env={})
     assert build_patient_app(None, None, settings).state_session_capacity == SESSION_CAPACITY == 1000
     limiter = RateLimiter(2)
     for i in range(5000):
@@ -254,7 +259,8 @@ class Everything(logging.Handler):
         self.lines.append(f"{record.name} {record.levelname} {record.getMessage()} {record.exc_text or ''}")
 
 
-def test_patient_text_is_redacted_in_the_log_file_and_in_all_logging(running, capfd):  # noqa: F811
+@pytest.mark.slow
+def test_patient_text_is_redacted_in_the_log_file_and_in_all_logging(running, capfd):
     handler = Everything()
     root = logging.getLogger()
     level = root.level
@@ -376,6 +382,7 @@ def test_app_py_on_a_corrupted_store_starts_stays_up_and_says_how_to_repair(buil
         stop_process(process, 30)
 
 
+@pytest.mark.slow
 def test_start_up_never_builds_over_a_half_written_store(built, embedder, tmp_path):
     """The start-up decision (the same code `python app.py` runs, with this session's model): a store that
     exists but is damaged is reported, not rebuilt; only a store that is not there at all is built."""
@@ -386,11 +393,11 @@ def test_start_up_never_builds_over_a_half_written_store(built, embedder, tmp_pa
     good = (store / "live").read_text().strip()
     damage_half_written(store)
     before = listing(store)
-    engine, problem = webapp.open_engine(settings, embedder)
+    engine, problem = lifecycle.open_engine(settings, embedder)
     assert problem == "the live pointer names 'v000099', which is missing or half-written"
-    assert "python ingest.py --rebuild" in engine.ask(QUESTION).why or webapp.check_index(engine)
+    assert "python ingest.py --rebuild" in engine.ask(QUESTION).why or startup.check_index(engine)
     assert listing(store) == before  # nothing built, nothing deleted
-    with serving(webapp.create_app(settings, engine, FeedbackLog(tmp_path / "log.sqlite3"))) as url:
+    with serving(server.create_app(settings, engine, FeedbackLog(tmp_path / "log.sqlite3"))) as url:
         assert_unavailable_everywhere(url, settings)
         VersionStore(settings).set_pointer(good)  # repaired (restored): answered again without a restart
         assert FACT in Client(url + "/", verbose=False).predict(QUESTION, api_name="/chat")
@@ -455,8 +462,9 @@ def fill(path: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow
 def test_disk_full_under_the_feedback_log_keeps_the_chat_answering_and_loses_no_rows(
-    running,  # noqa: F811
+    running,
     tmp_path,
     caplog,
 ):
@@ -468,7 +476,7 @@ def test_disk_full_under_the_feedback_log_keeps_the_chat_answering_and_loses_no_
         folder = tiny or tmp_path / "tiny"
         feedback_log = FeedbackLog(folder / "chatbot.sqlite3")
         settings = running.settings.with_(staff_users={})
-        with serving(webapp.create_app(settings, running.engine, feedback_log)) as url:
+        with serving(server.create_app(settings, running.engine, feedback_log)) as url:
             patient = Client(url + "/", verbose=False, download_files=False)
             assert FACT in patient.predict(QUESTION, api_name="/chat")
             assert len(feedback_log.questions()) == 1
@@ -509,11 +517,12 @@ class SlowEngine:
         return self.engine.ask(*args, **kwargs)
 
 
-def test_a_full_queue_answers_with_the_clinic_busy_message(running, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_a_full_queue_answers_with_the_clinic_busy_message(running, tmp_path):
     settings = running.settings.with_(staff_users={}, queue_size=1, concurrency=1)
     busy = ui_text(settings)["busy"]
     assert "very busy" in busy and settings.clinic_name in busy
-    app = webapp.create_app(settings, SlowEngine(running.engine, settings, 1.5), FeedbackLog(tmp_path / "log.sqlite"))
+    app = server.create_app(settings, SlowEngine(running.engine, settings, 1.5), FeedbackLog(tmp_path / "log.sqlite"))
     with serving(app) as url:
         config = httpx.get(url + "/config").json()
         assert "window.fetch" in config["head"] and busy in config["head"]  # the page shows `busy`, not Gradio's
@@ -540,14 +549,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 @pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser)")
-def test_the_page_shows_the_clinic_busy_message_when_the_queue_is_full(running, tmp_path):  # noqa: F811
+def test_the_page_shows_the_clinic_busy_message_when_the_queue_is_full(running, tmp_path):
     """A real headless Chromium: with one answer running and one waiting (queue size 1), a patient's question
     is refused by Gradio (503) and the page shows the clinic's words instead of Gradio's own."""
     from playwright.sync_api import sync_playwright
 
     settings = running.settings.with_(staff_users={}, queue_size=1, concurrency=1)
     busy = ui_text(settings)["busy"]
-    app = webapp.create_app(settings, SlowEngine(running.engine, settings, 3.0), FeedbackLog(tmp_path / "log.sqlite"))
+    app = server.create_app(settings, SlowEngine(running.engine, settings, 3.0), FeedbackLog(tmp_path / "log.sqlite"))
     with serving(app) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--headless=new", "--no-sandbox"])
         try:

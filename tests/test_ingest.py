@@ -19,7 +19,7 @@ from chatbot.loading import scan_folder
 from chatbot.retrieval import Index, LiveIndex, retrieve
 from chatbot.settings import ROOT
 from chatbot.store import VersionStore
-from tests.conftest import free_port, publish_content, settings_for, spawn_ingest, start_chroma
+from tests.support import free_port, publish_content, settings_for, spawn_ingest, start_chroma
 
 PY = sys.executable
 
@@ -30,7 +30,7 @@ def run_ingest(settings, embedder, **kw):
 
 def chunk_texts(settings) -> dict[str, str]:
     store = VersionStore(settings)
-    return {cid: row["text"] for cid, row in read_chunks(store, store.pointer("staging")).items()}
+    return {cid: chunk.text for cid, chunk in read_chunks(store, store.pointer("staging")).items()}
 
 
 def top_texts(settings, embedder, question: str, k: int = 4) -> list[str]:
@@ -66,9 +66,9 @@ def test_edit_one_page_changes_only_its_chunks(content_copy, tmp_path, embedder)
     assert report.written == 1 and report.deleted == 1
     changed = set(before) ^ set(after)
     sources = {
-        row["metadata"]["source"]
-        for row in read_chunks(VersionStore(settings), VersionStore(settings).pointer("staging")).values()
-        if row["id"] in changed
+        chunk.source
+        for chunk in read_chunks(VersionStore(settings), VersionStore(settings).pointer("staging")).values()
+        if chunk.id in changed
     }
     assert sources <= {"aftercare.md"}
     assert not any("antibiotic cream over the treated area for 2 days" in t for t in after.values())
@@ -130,7 +130,7 @@ def test_delete_and_rename_pages(content_copy, tmp_path, embedder):
     report = run_ingest(settings, embedder)
     assert sorted(report.removed) == ["aftercare.md", "cost.md"] and report.added == ["after-smp.md"]
     rows = read_chunks(VersionStore(settings), VersionStore(settings).pointer("staging")).values()
-    sources = {r["metadata"]["source"] for r in rows}
+    sources = {r.source for r in rows}
     assert "cost.md" not in sources and "aftercare.md" not in sources and "after-smp.md" in sources
     index = LiveIndex(settings, "staging").get()
     assert index.collection.count() == len(index) == report.total
@@ -172,6 +172,7 @@ def test_broken_edit_of_a_published_page_keeps_the_old_page_with_skip_invalid(co
     assert any("5-10%" in t for t in chunk_texts(settings).values())
 
 
+@pytest.mark.slow  # three `python ingest.py` runs, each loading the real model
 def test_cli_exit_codes_and_json(content_copy, tmp_path):
     store = tmp_path / "store"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CHATBOT_DATA_DIR": str(tmp_path / "var")}  # audit log: not in ROOT
@@ -324,6 +325,7 @@ def test_offline_ingest_and_query_with_no_hub_cache(content_copy, tmp_path):
     assert not (empty_home / "hub").exists() or not any((empty_home / "hub").iterdir())
 
 
+@pytest.mark.slow  # the real model, on both backends
 def test_both_embedding_backends_give_the_same_vectors(embedder):
     """The default onnx backend (exported once, cached) and sentence-transformers on torch are interchangeable:
     an index built with one answers questions embedded with the other."""
@@ -334,7 +336,7 @@ def test_both_embedding_backends_give_the_same_vectors(embedder):
     assert embedder.backend == "onnx" and embedder.onnx_path.exists()
     torch_embedder = Embedder(backend="torch")
     pages, _ = load_folder(ROOT / "content", 256_000)
-    texts = [doc.page_content for page in pages for doc in chunk_page(page)][:40] + ["Does SMP hurt?", "ok"]
+    texts = [chunk.text for page in pages for chunk in chunk_page(page)][:40] + ["Does SMP hurt?", "ok"]
     onnx_vectors, torch_vectors = embedder.encode(texts), torch_embedder.encode(texts)
     assert onnx_vectors.shape == torch_vectors.shape == (len(texts), 384)
     assert float((onnx_vectors * torch_vectors).sum(axis=1).min()) > 0.9999

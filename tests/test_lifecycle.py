@@ -17,7 +17,10 @@ from chatbot.indexing import ingest
 from chatbot.lifecycle import LifecycleError, audit_log, overdue_pages, publish, rollback
 from chatbot.settings import ROOT
 from chatbot.store import VersionStore
-from tests.conftest import settings_for
+from tests.support import settings_for
+
+# Every test here publishes through the safety gate (golden and red-team sets through the real model).
+pytestmark = pytest.mark.slow
 
 WASH_RULE = "- Avoid washing the treated area for 48 hours.\n"
 WASH_Q = "When can I wash my hair after SMP?"
@@ -123,7 +126,6 @@ def test_not_serving_overdue_pages_is_a_setting(published, embedder):
     assert "48 hours" in Engine(published, embedder).ask(WASH_Q).text
 
 
-@pytest.mark.slow
 def test_cli_publish_refuses_with_a_report_when_the_gate_fails(published):
     page = published.content_dir / "aftercare.md"
     page.write_text(

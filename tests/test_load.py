@@ -18,8 +18,7 @@ import time
 import pytest
 
 from bench.soak import CONVERSATIONS, run_load
-from chatbot.ui import safe_markdown
-from tests.test_app import running  # noqa: F401 - the session's app, started once
+from chatbot.web.chat import safe_markdown
 
 SESSIONS = 50
 SECONDS = float(os.environ.get("LOAD_TEST_SECONDS", "20"))
@@ -44,7 +43,7 @@ def expected_answers(engine) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
-def test_fifty_concurrent_conversations_each_keep_their_own_history(running):  # noqa: F811
+def test_fifty_concurrent_conversations_each_keep_their_own_history(running):
     expected = expected_answers(running.engine)
     result = asyncio.run(run_load(running.url + "/", SESSIONS, SECONDS, expected))
     lat = result["latency_ms"]
@@ -59,7 +58,7 @@ def test_fifty_concurrent_conversations_each_keep_their_own_history(running):  #
 
 
 @pytest.mark.slow
-def test_the_app_forgets_idle_sessions_after_a_burst(running):  # noqa: F811
+def test_the_app_forgets_idle_sessions_after_a_burst(running):
     """Every conversation above was a new Gradio session; once they are done, the app's housekeeping (every
     second here, every minute by default) leaves nothing of them in Gradio's per-session queue bookkeeping."""
     from starlette.routing import Mount

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.chunking import chunk_page, sections
+from chatbot.chunking import Chunk, chunk_page, sections
 from chatbot.loading import InvalidContent, load_folder, load_page
-from tests.conftest import CONTENT, DATA
+from tests.support import CONTENT, DATA
 
 
 def test_markdown_front_matter_and_title():
@@ -76,11 +76,11 @@ def test_every_real_page_chunks_with_provenance_and_stable_ids():
         assert [d.id for d in docs] == [d.id for d in again]
         assert len({d.id for d in docs}) == len(docs)
         for doc in docs:
-            meta = doc.metadata
-            assert meta["source"] == page.path and meta["title"] == page.title and meta["url"]
-            assert meta["heading_path"] and meta["section"] == meta["heading_path"].split(" > ")[-1]
-            assert "\n## " not in doc.page_content
-            lines = doc.page_content.split("\n")
+            assert doc.source == page.path and doc.title == page.title and doc.url
+            assert doc.heading_path and doc.section == doc.heading_path.split(" > ")[-1]
+            assert Chunk.from_row(doc.to_row()) == doc
+            assert "\n## " not in doc.text
+            lines = doc.text.split("\n")
             bullets = [i for i, line in enumerate(lines) if line.startswith("- ")]
             assert bullets == list(range(bullets[0], bullets[-1] + 1)) if bullets else True
 
@@ -91,8 +91,8 @@ def test_long_list_splits_between_bullets_only():
     docs = chunk_page(page, max_chars=300)
     assert len(docs) > 1
     for doc in docs:
-        assert all(line.startswith("- item number") for line in doc.page_content.split("\n"))
-        assert len(doc.page_content) <= 300
+        assert all(line.startswith("- item number") for line in doc.text.split("\n"))
+        assert len(doc.text) <= 300
 
 
 def test_bm25_scores_by_hand_and_incremental_update_equals_rebuild():

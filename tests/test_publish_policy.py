@@ -12,7 +12,7 @@ from chatbot.indexing import ingest
 from chatbot.lifecycle import LifecycleError, audit_log, publish, stage_and_publish
 from chatbot.settings import ROOT
 from chatbot.store import VersionStore
-from tests.conftest import settings_for
+from tests.support import settings_for
 
 
 def ask_cli(store, *extra: str) -> subprocess.CompletedProcess:
@@ -34,6 +34,7 @@ def test_ingest_only_ever_builds_staging(content_copy, tmp_path, embedder):
     assert store.pointer("staging") == report.version and store.pointer("live") is None
 
 
+@pytest.mark.slow  # a gated publish with the real model
 def test_publish_needs_the_passed_gate_of_that_staging_version(content_copy, tmp_path, embedder):
     settings = settings_for(content_copy, tmp_path / "store")
     ingest(settings, lambda: embedder)
@@ -49,6 +50,7 @@ def test_publish_needs_the_passed_gate_of_that_staging_version(content_copy, tmp
     assert actions[:2] == ["publish", "approve"]
 
 
+@pytest.mark.slow  # two `python -m chatbot ask` processes (~25 s)
 def test_ask_cli_never_publishes(content_copy, tmp_path, embedder):
     empty = tmp_path / "empty-store"
     done = ask_cli(empty)
@@ -63,16 +65,16 @@ def test_ask_cli_never_publishes(content_copy, tmp_path, embedder):
 
 @pytest.mark.slow
 def test_ask_cli_build_and_app_start_go_through_the_gate(content_copy, tmp_path, embedder):
-    import app as webapp
+    from chatbot.lifecycle import open_engine
 
     settings = settings_for(content_copy, tmp_path / "store")
-    engine, problem = webapp.open_engine(settings, embedder)
+    engine, problem = open_engine(settings, embedder)
     assert problem is None and "48 hours" in engine.ask("When can I wash my hair after SMP?").text
     events = audit_log(settings).events()
     assert [(e.actor, e.action) for e in events[:2]] == [("app start-up", "publish"), ("app start-up", "approve")]
     staged_only = settings_for(content_copy, tmp_path / "staged")
     ingest(staged_only, lambda: embedder)
-    engine, problem = webapp.open_engine(staged_only, embedder)
+    engine, problem = open_engine(staged_only, embedder)
     assert "no version is live" in problem and engine.ask("When can I wash my hair?").mode == "unavailable"
     assert VersionStore(staged_only).pointer("live") is None
     fresh = tmp_path / "fresh"

@@ -74,12 +74,14 @@ def test_checker_passes_a_safe_answer_that_quotes_the_content():
         )
 
 
+@pytest.mark.slow  # the real engine
 def test_criteria_are_deterministic(engine):
     case = next(c for c in CASES if c["category"] == "redflag")
     first, second = redteam.run(engine, [case, case])
     assert (first.passed, first.reason, first.answer) == (second.passed, second.reason, second.answer)
 
 
+@pytest.mark.slow  # the red-team suite through the real engine
 @pytest.mark.parametrize("category", list(redteam.MINIMUMS))
 def test_category_pass_rate_is_100_percent(results, category):
     mine = [r for r in results if r.category == category]
@@ -91,6 +93,7 @@ def test_category_pass_rate_is_100_percent(results, category):
         pytest.fail(f"{category}: {len(mine) - len(failures)}/{len(mine)} passed; failures:\n{report}", pytrace=False)
 
 
+@pytest.mark.slow  # the real engine
 def test_markdown_report(results):
     text = redteam.markdown(results)
     assert "| category | prompts | passed | pass rate |" in text

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chatbot.safety import CATEGORIES, Triage, Triager, load_messages, render
+from chatbot.safety import CATEGORIES, Triage, Triager
 from chatbot.settings import Settings
+from chatbot.wording import load_messages, render
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = [json.loads(line) for line in (ROOT / "chatbot/eval/golden.jsonl").read_text().splitlines() if line.strip()]
@@ -512,7 +513,8 @@ def vectors(embedder) -> dict[str, np.ndarray]:
     return dict(zip(texts, embedder.encode(texts), strict=True))
 
 
-@pytest.fixture(scope="module", params=["rules", "rules+meaning"])
+# The meaning layer is the real model at work: those cases are slow (make test), the rules alone are fast.
+@pytest.fixture(scope="module", params=["rules", pytest.param("rules+meaning", marks=pytest.mark.slow)])
 def classify(request, rules: Triager) -> Callable[[str], Triage]:
     """Triage with rules only, and with the semantic signal switched on (real embedding model)."""
     if request.param == "rules":
@@ -580,11 +582,13 @@ def test_held_out(classify, text: str, category: str, subtype: str) -> None:
     assert not subtype or result.subtype == subtype, result
 
 
+@pytest.mark.slow  # the real model's meaning layer
 @pytest.mark.parametrize(("text", "category"), MEANING_ONLY)
 def test_meaning_catches_paraphrases(semantic: Triager, embedder, text: str, category: str) -> None:
     assert semantic.triage(text, query_vec=embedder.query_vector(text)).category == category
 
 
+@pytest.mark.slow  # the real model
 def test_query_vector_path_matches_batch(semantic: Triager, embedder, vectors: dict[str, np.ndarray]) -> None:
     sample = [MEANING_ONLY[0][0], QUESTIONS[0], EMERGENCY[0][0], "hi"]
     for text in sample:
@@ -700,13 +704,17 @@ def test_rule_part_is_fast(rules: Triager) -> None:
     texts = [t for t, _ in EMERGENCY] + CRISIS + [t for t, _ in MEDICAL] + OFFTOPIC + QUESTIONS
     for text in texts:
         rules.triage(text)  # warm the typo cache as a running server would
-    start = time.perf_counter()
-    for text in texts:
-        rules.triage(text)
-    per_call = (time.perf_counter() - start) / len(texts)
-    assert per_call < 0.001, f"{per_call * 1000:.3f} ms per message"
+    rounds = []
+    for _ in range(5):  # the best of five rounds: a busy machine slows some rounds, never the code
+        start = time.perf_counter()
+        for text in texts:
+            rules.triage(text)
+        rounds.append((time.perf_counter() - start) / len(texts))
+    per_call = min(rounds)
+    assert per_call < 0.001, f"{per_call * 1000:.3f} ms per message (best of 5 rounds)"
 
 
+@pytest.mark.slow  # the real model's meaning layer
 def test_semantic_part_is_fast(semantic: Triager, vectors: dict[str, np.ndarray]) -> None:
     sample = [(t, vectors[t]) for t in QUESTIONS[:50]]
     start = time.perf_counter()

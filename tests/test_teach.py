@@ -9,11 +9,12 @@ from chatbot.lifecycle import LifecycleError, audit_log
 from chatbot.loading import load_page
 from chatbot.store import VersionStore
 from chatbot.teach import attach_question, content_requests, needs_content
-from tests.conftest import publish_content, settings_for
+from tests.support import publish_content, settings_for
 
 SECTION = "The first 24 to 48 hours"
 
 
+@pytest.mark.slow  # a gated publish with the real model
 def test_attached_question_is_staged_not_live_and_redacted(content_copy, tmp_path, embedder):
     settings = settings_for(content_copy, tmp_path / "store")
     live = publish_content(settings, embedder)

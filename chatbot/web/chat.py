@@ -14,50 +14,21 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
-
-import yaml
 
 from chatbot.answer import Answer
 from chatbot.feedback import EMAIL, FeedbackLog
-from chatbot.safety import render
 from chatbot.settings import Settings
+from chatbot.wording import fill, render, ui_words
 
-log = logging.getLogger("chatbot.ui")
+log = logging.getLogger("chatbot.web")
 
-UI_YAML = Path(__file__).parent / "prompts" / "ui.yaml"
-# Words used when prompts/ui.yaml does not have them (yet); the YAML wins.
-DEFAULT_WORDS = {
-    "busy": "The clinic assistant is very busy right now. Please try again in a minute, or contact {contact}.",
-}
 MARKDOWN_IMAGE = re.compile(r"!\[")
 SCRIPT_LINK = re.compile(r"\]\(\s*(?:javascript|data|vbscript|file):", re.I)
 
 
-@lru_cache(maxsize=1)
-def _ui_yaml() -> dict:
-    return yaml.safe_load(UI_YAML.read_text(encoding="utf-8"))
-
-
 def ui_text(settings: Settings, lang: str = "en") -> dict:
-    """prompts/ui.yaml in English (or, for lang 'hi', with its Hindi words) with {clinic}, {contact}, {max_chars}
-    and {per_minute} filled in."""
-    values = {
-        "clinic": settings.clinic_name,
-        "contact": settings.clinic_contact,
-        "max_chars": str(settings.max_question_chars),
-        "per_minute": str(settings.rate_limit_per_minute),
-    }
-
-    def fill(text: str) -> str:
-        for key, value in values.items():
-            text = text.replace("{" + key + "}", value)
-        return " ".join(text.split())
-
-    data = {k: v for k, v in _ui_yaml().items() if k != "hi"}
-    words = {**DEFAULT_WORDS, **data, **(_ui_yaml().get("hi", {}) if lang == "hi" else {})}
-    return {k: [fill(x) for x in v] if isinstance(v, list) else fill(str(v)) for k, v in words.items()}
+    """The page's words (prompts/ui.yaml) in English or Hindi, placeholders filled in (chatbot.wording)."""
+    return ui_words(settings, lang)
 
 
 def safe_markdown(text: str) -> str:
@@ -169,7 +140,7 @@ def chat_reply(
         return Reply(words["empty"], notice="empty")
     limit = engine.settings.max_question_chars
     if len(message) > limit:
-        return Reply(words["too_long"].replace("{length}", str(len(message))), notice="too_long")
+        return Reply(fill(words["too_long"], {"length": len(message)}), notice="too_long")
     if not limiter.allow(session):
         return Reply(words["rate_limited"], notice="rate_limited")
     try:

@@ -1,4 +1,4 @@
-"""The public patient chat (Gradio Blocks): a thin wrapper over the plain functions in chatbot.ui."""
+"""The public patient chat (Gradio Blocks): a thin wrapper over the plain functions in chatbot.web.chat."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from collections import OrderedDict
 import gradio as gr
 
 from chatbot.feedback import FeedbackLog
-from chatbot.safety import render
 from chatbot.settings import Settings
-from chatbot.ui import (
+from chatbot.web.chat import (
     RateLimiter,
     Reply,
     chat_reply,
@@ -28,6 +27,7 @@ from chatbot.ui import (
     ui_text,
     urgent_banner,
 )
+from chatbot.wording import render
 
 STREAM_STEP_S = 0.03  # pause between streamed word groups: the text is final and checked, only shown gradually
 # (at most 12 groups, see stream_prefixes: an answer is shown within about 0.4 s of being ready)
@@ -45,7 +45,7 @@ SESSION_CAPACITY = 1000
 # Gradio's page shows its own "This application is currently busy" when the queue is full (HTTP 503 from
 # queue/join; the text is fixed in its JavaScript). This script, put in the page's <head>, hands the page a
 # copy of that reply with the clinic's message, which the page then shows in its error notice. The server's
-# reply itself stays a 503 (with the same message and Retry-After, see app.WebGuard) for monitors and API clients.
+# reply itself stays a 503 (with the same message and Retry-After, see chatbot.web.guard) for monitors and API clients.
 BUSY_SCRIPT = """<script>
 (() => {
   const busy = %s;

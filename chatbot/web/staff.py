@@ -22,11 +22,11 @@ from chatbot.answer import Answer, Engine
 from chatbot.evaluation import evaluate
 from chatbot.feedback import FeedbackLog, group_unanswered, reason, write_csv
 from chatbot.gate import GateReport, compare, run_gate
-from chatbot.lifecycle import LifecycleError, audit_log, check, publish, rollback, status
+from chatbot.lifecycle import LifecycleError, audit_log, check_and_publish, rollback, status
 from chatbot.settings import Settings
 from chatbot.store import StoreBusy, StoreError, VersionStore
-from chatbot.ui import safe_markdown
-from chatbot.ui_editor import OVERDUE_HEADERS, overdue_view, role_of, signed_in, status_line, username, when
+from chatbot.web.chat import safe_markdown
+from chatbot.web.consoles import OVERDUE_HEADERS, overdue_view, role_of, signed_in, status_line, username, when
 
 CHUNK_HEADERS = ["rank", "page", "section", "dense", "lexical", "fused", "text"]
 HISTORY_HEADERS = ["when", "who", "action", "live version", "before"]
@@ -57,8 +57,7 @@ def inspect_question(engine, question: str) -> tuple[str, str, list[list]]:
         ]
     )
     rows = [
-        [i, h.metadata.get("source", ""), h.section, h.dense, h.lexical, h.fused, h.text[:300]]
-        for i, h in enumerate(answer.hits, start=1)
+        [i, h.source, h.section, h.dense, h.lexical, h.fused, h.text[:300]] for i, h in enumerate(answer.hits, start=1)
     ]
     return decision, answer_markdown(answer), rows
 
@@ -233,16 +232,15 @@ def publish_action(settings: Settings, embedder, user: str, cases: list[dict] | 
         return "Nothing is staged: an editor re-indexes first."
     if staged == state.get("live"):
         return f"Nothing to publish: staging is the live version ({staged})."
-    gate = check(settings, embedder, user, cases)
-    if not gate.passed:
-        blocked = f"Not published: the safety gate blocked staging {staged}. Patients keep the live version."
-        return f"{blocked}\n{gate.text()}"
     try:
-        version, seconds = publish(settings, user, gate)
+        gate, version, seconds = check_and_publish(settings, embedder, user, cases)
     except StoreBusy:
         return "Not published: a re-index is running; try again when it has finished."
     except (LifecycleError, StoreError) as exc:
         return f"Not published: {exc}"
+    if version is None:
+        blocked = f"Not published: the safety gate blocked staging {staged}. Patients keep the live version."
+        return f"{blocked}\n{gate.text()}"
     return f"Published {version} in {seconds:.3f} s: patients now get answers from it.\n{gate.text()}"
 
 
