@@ -8,8 +8,12 @@ by every app replica. Callers write SQL once, SQLite style (`?` placeholders, `I
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
+log = logging.getLogger("chatbot.database")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 URL_HELP = (
     "use postgresql://user:password@host:5432/dbname (percent-encode special characters in the password), "
@@ -182,3 +187,79 @@ def postgres_reason(exc: BaseException) -> str | None:
     if not isinstance(exc, psycopg.Error):
         return None
     return f"PostgreSQL error {exc.sqlstate}" if exc.sqlstate else "PostgreSQL connection lost"
+
+
+# ---------------------------------------------------------------- version pointers and the ingest lock
+
+POINTERS_DDL = """CREATE TABLE IF NOT EXISTS store_pointers (
+    store TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, changed INTEGER NOT NULL,
+    PRIMARY KEY (store, name))"""
+POINTER_TTL_S = 0.25  # a replica asks the database at most this often per pointer: a publish is seen within it
+
+
+class SharedPointers:
+    """The version pointers ('live', 'staging') and the ingest lock of one store in PostgreSQL, for replicas
+    on several machines: a publish is one row update that every replica sees on its next question (at most
+    POINTER_TTL_S later), and two ingests anywhere can never run together (a PostgreSQL advisory lock, released
+    when its connection ends, so a killed ingest never leaves it held)."""
+
+    def __init__(self, db: Database, store: str):
+        self.db = db
+        self.store = store
+        self._seen: dict[str, tuple[float, str | None, int]] = {}
+        self._ready = False
+
+    def _connect(self) -> Connection:
+        connection = self.db.connect()
+        if not self._ready:
+            connection.script(POINTERS_DDL)
+            self._ready = True
+        return connection
+
+    def read(self, name: str) -> tuple[str | None, int]:
+        """(version or None, change counter) of a pointer; cached for POINTER_TTL_S."""
+        now = time.monotonic()
+        seen = self._seen.get(name)
+        if seen is not None and now - seen[0] < POINTER_TTL_S:
+            return seen[1], seen[2]
+        try:
+            with self._connect() as db:
+                sql = "SELECT version, changed FROM store_pointers WHERE store = ? AND name = ?"
+                rows = db.rows(sql, (self.store, name))
+        except ERRORS as exc:
+            if seen is None:
+                raise
+            log.warning("version pointer %r: the database cannot be read (%s); still serving %s", name, exc, seen[1])
+            return seen[1], seen[2]  # keep serving the version last seen until the database answers again
+        version, changed = (rows[0]["version"], rows[0]["changed"]) if rows else (None, 0)
+        self._seen[name] = (now, version, changed)
+        return version, changed
+
+    def write(self, name: str, version: str) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO store_pointers (store, name, version, changed) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (store, name) DO UPDATE SET version = excluded.version, "
+                "changed = store_pointers.changed + 1",
+                (self.store, name, version),
+            )
+        self._seen.pop(name, None)
+
+    @contextmanager
+    def lock(self) -> Iterator[bool]:
+        """Yields whether this process got the store's ingest lock (held until the block ends)."""
+        connection = self._connect()
+        try:
+            got = connection.execute("SELECT pg_try_advisory_lock(15016, hashtext(?)) AS got", (self.store,))
+            held = bool(got.fetchone()["got"])
+            connection.raw.commit()
+            yield held
+        finally:
+            connection.raw.close()  # ends the session, and with it the lock
+
+
+def shared_pointers(url: str, store: str) -> SharedPointers | None:
+    """The store's pointers in PostgreSQL when CHATBOT_DATABASE_URL names one, else None (local files)."""
+    if not url.strip():
+        return None
+    return SharedPointers(database_for(url, Path()), store)

@@ -13,6 +13,9 @@
       history.json           every publish and rollback, so the previous live version can be restored
       ingest.lock            held by the one ingest (or publish) that may run at a time
 
+With CHATBOT_DATABASE_URL (PostgreSQL) the pointers are also kept in the database, which replicas on other
+machines follow, and the ingest lock is also a database lock (chatbot.database.SharedPointers).
+
 A new version is built in a new directory (copied from the live one, then changed), and only
 then is the pointer replaced with os.replace, which is atomic. Readers never see a half-built
 index, a killed ingest leaves the live version untouched, and an app can keep answering
@@ -45,6 +48,7 @@ from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import NotFoundError
 
 from chatbot.chunking import Chunk
+from chatbot.database import SharedPointers, shared_pointers
 from chatbot.settings import Settings
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -72,13 +76,16 @@ class VersionStore:
         self.settings = settings
         self.root = Path(settings.store_dir)
         self.versions = self.root / "versions"
+        self.shared = shared_pointers(settings.database_url, settings.collection)
 
     # -- pointers -------------------------------------------------------------------------
     def pointer(self, name: str = "live") -> str | None:
-        try:
-            value = (self.root / name).read_text().strip()
-        except FileNotFoundError:
-            return None
+        value = self.shared.read(name)[0] if self.shared is not None else None
+        if value is None:  # no database, or a store from before CHATBOT_DATABASE_URL was set: the local file
+            try:
+                value = (self.root / name).read_text().strip()
+            except FileNotFoundError:
+                return None
         return value if value and (self.versions / value / "COMPLETE").exists() else None
 
     def set_pointer(self, version: str, name: str = "live") -> None:
@@ -91,8 +98,13 @@ class VersionStore:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.root / name)
+        if self.shared is not None:  # the database is what replicas on other machines follow
+            self.shared.write(name, version)
 
     def pointer_mtime(self, name: str = "live") -> float:
+        """Changes whenever the pointer is set: replicas compare it before each question."""
+        if self.shared is not None:
+            return self.shared.read(name)[1]
         try:
             return (self.root / name).stat().st_mtime_ns
         except FileNotFoundError:
@@ -269,17 +281,31 @@ class VersionStore:
 
     @contextmanager
     def ingest_lock(self) -> Iterator[None]:
-        """Only one ingest at a time; a second one is told so instead of waiting."""
+        """Only one ingest at a time (on this machine; with CHATBOT_DATABASE_URL, on every machine); a second one
+        is told so instead of waiting."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "ingest.lock", "w") as fh:
+        busy = f"{self.root}: another ingest is running; wait for it to finish"
+        with open(self.root / "ingest.lock", "w") as fh, _held_everywhere(self.shared, busy):
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise StoreBusy(f"{self.root}: another ingest is running; wait for it to finish") from None
+                raise StoreBusy(busy) from None
             try:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _held_everywhere(shared: SharedPointers | None, busy: str) -> Iterator[None]:
+    """The database's ingest lock of this store when there is one (replicas on several machines)."""
+    if shared is None:
+        yield
+        return
+    with shared.lock() as held:
+        if not held:
+            raise StoreBusy(busy + " (on another machine)")
+        yield
 
 
 class VersionVectors:

@@ -17,6 +17,7 @@ from chatbot.audit import AuditLog
 from chatbot.database import DatabaseError
 from chatbot.feedback import FeedbackLog, group_unanswered
 from chatbot.settings import ROOT, Settings
+from chatbot.store import StoreBusy, VersionStore
 
 SECRETS = ("Ravi", "9876543210", "ravi@example.com")
 
@@ -179,3 +180,82 @@ def test_without_a_url_the_logs_are_sqlite_files_in_the_data_dir(tmp_path):
         assert db.execute("SELECT name FROM callbacks").fetchall() == [("A",)]
     with sqlite3.connect(tmp_path / "audit.sqlite") as db:
         assert db.execute("SELECT actor FROM audit").fetchall() == [("dr-a",)]
+
+
+# ---------------------------------------------------------------- version pointers and the ingest lock
+
+
+def replica_stores(tmp_path, database_url: str) -> tuple[VersionStore, VersionStore]:
+    """Two machines' views of one store: the version files on a shared volume (here, one folder reached through
+    two paths), the pointers and the lock in the database; neither sees the other's local pointer files."""
+    shared = tmp_path / "shared-versions"
+    shared.mkdir()
+    stores = []
+    for host in ("host-a", "host-b"):
+        root = tmp_path / host
+        root.mkdir()
+        (root / "versions").symlink_to(shared)
+        stores.append(VersionStore(Settings(store_dir=root, database_url=database_url)))
+    return stores[0], stores[1]
+
+
+def complete_version(store: VersionStore, name: str) -> None:
+    (store.versions / name).mkdir(parents=True)
+    store.mark_complete(name)
+
+
+def test_a_publish_on_one_machine_is_seen_by_a_replica_on_another_within_a_second(tmp_path, database_url):
+    a, b = replica_stores(tmp_path, database_url)
+    complete_version(a, "v000001")
+    complete_version(a, "v000002")
+    assert a.pointer("live") is None and b.pointer("live") is None
+    a.set_pointer("v000001", "live")
+    stamp = b.pointer_mtime("live")
+    time.sleep(0.3)  # longer than the replica's pointer cache
+    assert b.pointer("live") == "v000001" and not (b.root / "live").exists()
+    started = time.monotonic()
+    a.set_pointer("v000002", "live")
+    while b.pointer("live") != "v000002":
+        assert time.monotonic() - started < 1.0, "the replica did not see the publish within 1 s"
+        time.sleep(0.02)
+    assert b.pointer_mtime("live") != stamp
+    assert b.pointer("staging") is None
+
+
+def test_two_ingests_on_two_machines_never_run_together_and_a_killed_one_frees_the_lock(tmp_path, database_url):
+    a, b = replica_stores(tmp_path, database_url)
+    busy = pytest.raises(StoreBusy, match="another ingest is running.*on another machine")
+    with a.ingest_lock(), busy, b.ingest_lock():
+        pass
+    with b.ingest_lock():  # released when the first ingest ended
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(a.root), database_url], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreBusy), b.ingest_lock():
+            pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while True:  # the server ends the killed session, and with it the lock
+        try:
+            with b.ingest_lock():
+                break
+        except StoreBusy:
+            assert time.monotonic() < deadline, "a killed ingest left the lock held"
+            time.sleep(0.1)
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from chatbot.settings import Settings
+from chatbot.store import VersionStore
+store = VersionStore(Settings(store_dir=Path(sys.argv[1]), database_url=sys.argv[2]))
+with store.ingest_lock():
+    print("held", flush=True)
+    time.sleep(600)
+"""
