@@ -1,11 +1,9 @@
-"""python ingest.py [CONTENT_DIR] [--store DIR] [--dry-run] [--rebuild] [--skip-invalid] [--json]
-                 [--publish] [--rollback] [--by NAME]
+"""python ingest.py [CONTENT_DIR] [--store DIR] [--dry-run] [--rebuild] [--skip-invalid] [--json] [--publish]
 
-Re-index the clinic's content into the staging index: only new or changed pages are embedded, removed pages
-disappear, and a bad file stops the run before anything is written. Patients keep being served the live index
-until staging passes the safety gate and is published (--publish). On a fresh install (no live index yet) the
-first build is published as soon as it passes the gate. --rollback restores the previously published version.
-The sequence itself is chatbot/lifecycle.py.
+Re-index the clinic's content into the staging index: only new or changed pages are embedded, and a bad file
+stops the run before anything is written. Patients keep the live index until staging passes the safety gate and
+is published (--publish; on a fresh install, the first build that passes). --rollback restores the previous
+live version. The sequence itself is chatbot/lifecycle.py.
 """
 
 from __future__ import annotations
