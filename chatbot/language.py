@@ -68,19 +68,14 @@ def to_latin(text: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _data() -> dict:
-    return load("language.yaml")
-
-
-@lru_cache(maxsize=1)
 def _markers() -> frozenset[str]:
-    return frozenset(str(w).lower() for w in _data()["hinglish_markers"])
+    return frozenset(str(w).lower() for w in load("language.yaml")["hinglish_markers"])
 
 
 @lru_cache(maxsize=1)
 def generic_words() -> frozenset[str]:
     """Words that name no topic ('normal', 'please', 'actually'): never reported as 'not covered by the pages'."""
-    return frozenset(str(w).lower() for w in _data()["generic_words"]) | _markers()
+    return frozenset(str(w).lower() for w in load("language.yaml")["generic_words"]) | _markers()
 
 
 def detect(text: str) -> str:

@@ -261,7 +261,7 @@ class Triager:
             for subtype, examples in by_subtype.items():
                 self.labels += [(category, str(subtype or ""))] * len(examples)
                 texts += [str(e) for e in examples]
-        for row in _exemplar_rows():
+        for row in load("triage_exemplars.jsonl"):  # reviewed examples per class, in three languages
             self.labels.append((EXEMPLAR_LABELS[row["label"]], str(row.get("concept", ""))))
             texts.append(to_latin(row["text"]))  # embedded as questions are: Devanagari in Latin letters
         self.exemplars: np.ndarray | None = None
@@ -406,11 +406,6 @@ class Triager:
             reason = f"{category}: meaning close to a reviewed example (similarity {score:.2f})"
             return Triage(category, self.labels[best][1], reason, soft=category in URGENT)
         return result
-
-
-def _exemplar_rows() -> list[dict]:
-    """prompts/triage_exemplars.jsonl: reviewed example messages per class, in English, Hinglish and Hindi."""
-    return load("triage_exemplars.jsonl")
 
 
 def _embedded(embed: Callable[[list[str]], np.ndarray], texts: tuple[str, ...]) -> np.ndarray:

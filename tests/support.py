@@ -30,7 +30,7 @@ from chatbot.feedback import FeedbackLog
 from chatbot.lexical import tokens
 from chatbot.lifecycle import stage_and_publish
 from chatbot.settings import ROOT, Settings
-from chatbot.web import server, startup
+from chatbot.web import server
 
 CONTENT = ROOT / "content"
 DATA = Path(__file__).parent / "data"
@@ -193,7 +193,7 @@ def start_app(root: Path, embedder) -> Running:
     )
     publish_content(settings, embedder)
     engine = Engine(settings, embedder)
-    log = startup.feedback_log_for(settings)
+    log = FeedbackLog.open(settings)
     app = server.create_app(settings, engine, log)
     url, stop = serve_in_thread(app)
     return Running(url, settings, engine, log, stop, app)

@@ -21,8 +21,8 @@ from gradio_client import Client, handle_file
 from chatbot.evaluation import load_golden
 from chatbot.settings import ROOT, Settings
 from chatbot.web import auth
-from chatbot.web.chat import RateLimiter, Reply, reply_messages, safe_markdown, ui_text
-from chatbot.wording import render
+from chatbot.web.chat import RateLimiter, Reply, reply_messages, safe_markdown
+from chatbot.wording import render, ui_words
 from tests.support import RATE_LIMIT, STAFF, client, free_port, http
 
 # ------------------------------------------------------------------ plain functions (no server)
@@ -37,7 +37,7 @@ def test_rendering_escapes_markup_from_questions_and_content(engine):
     assert "](javascript:" not in shown and "![" not in shown
     answer = engine.ask("How long should I avoid washing my scalp after SMP?")
     answer.sources[0] = replace(answer.sources[0], quote=hostile, title="<b>t</b>")
-    messages = reply_messages(Reply(answer.text + hostile, answer), ui_text(engine.settings))
+    messages = reply_messages(Reply(answer.text + hostile, answer), ui_words(engine.settings))
     assert len(messages) == 1 + len(answer.sources)
     assert "48 hours" in messages[0]["content"] and messages[1]["metadata"]["status"] == "done"
     assert messages[1]["metadata"]["title"].startswith("Source [1] &lt;b&gt;t&lt;/b&gt; - The first 24 to 48 hours")

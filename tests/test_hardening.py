@@ -42,8 +42,8 @@ from chatbot.lifecycle import store_damage
 from chatbot.settings import ROOT, Settings
 from chatbot.store import VersionStore
 from chatbot.web import server, startup
-from chatbot.web.chat import safe_markdown, ui_text
-from chatbot.wording import render
+from chatbot.web.chat import safe_markdown
+from chatbot.wording import render, ui_words
 from tests.support import STAFF, free_port, serve_in_thread
 
 QUESTION = "How long should I avoid washing my scalp after SMP?"
@@ -520,7 +520,7 @@ class SlowEngine:
 @pytest.mark.slow
 def test_a_full_queue_answers_with_the_clinic_busy_message(running, tmp_path):
     settings = running.settings.with_(staff_users={}, queue_size=1, concurrency=1)
-    busy = ui_text(settings)["busy"]
+    busy = ui_words(settings)["busy"]
     assert "very busy" in busy and settings.clinic_name in busy
     app = server.create_app(settings, SlowEngine(running.engine, settings, 1.5), FeedbackLog(tmp_path / "log.sqlite"))
     with serving(app) as url:
@@ -555,7 +555,7 @@ def test_the_page_shows_the_clinic_busy_message_when_the_queue_is_full(running, 
     from playwright.sync_api import sync_playwright
 
     settings = running.settings.with_(staff_users={}, queue_size=1, concurrency=1)
-    busy = ui_text(settings)["busy"]
+    busy = ui_words(settings)["busy"]
     app = server.create_app(settings, SlowEngine(running.engine, settings, 3.0), FeedbackLog(tmp_path / "log.sqlite"))
     with serving(app) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--headless=new", "--no-sandbox"])

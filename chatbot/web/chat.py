@@ -17,18 +17,12 @@ from dataclasses import dataclass
 
 from chatbot.answer import Answer
 from chatbot.feedback import EMAIL, FeedbackLog
-from chatbot.settings import Settings
-from chatbot.wording import fill, render, ui_words
+from chatbot.wording import fill, render
 
 log = logging.getLogger("chatbot.web")
 
 MARKDOWN_IMAGE = re.compile(r"!\[")
 SCRIPT_LINK = re.compile(r"\]\(\s*(?:javascript|data|vbscript|file):", re.I)
-
-
-def ui_text(settings: Settings, lang: str = "en") -> dict:
-    """The page's words (prompts/ui.yaml) in English or Hindi, placeholders filled in (chatbot.wording)."""
-    return ui_words(settings, lang)
 
 
 def safe_markdown(text: str) -> str:

@@ -24,10 +24,9 @@ from chatbot.web.chat import (
     safe_markdown,
     sources_text,
     stream_prefixes,
-    ui_text,
     urgent_banner,
 )
-from chatbot.wording import render
+from chatbot.wording import render, ui_words
 
 STREAM_STEP_S = 0.03  # pause between streamed word groups: the text is final and checked, only shown gradually
 # (at most 12 groups, see stream_prefixes: an answer is shown within about 0.4 s of being ready)
@@ -134,7 +133,7 @@ def session_of(request: gr.Request | None) -> str:
 
 
 def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> gr.Blocks:
-    words = ui_text(settings)
+    words = ui_words(settings)
     limiter = RateLimiter(settings.rate_limit_per_minute)
     last_answers = LastAnswers()
     # Answering is CPU work: at most `concurrency` answers are computed at once. Showing a finished answer
@@ -186,7 +185,7 @@ def build_patient_app(engine, feedback_log: FeedbackLog, settings: Settings) -> 
 
     def switch_language(choice: str):
         """The page's own words in English or Hindi; answers follow the language of each message."""
-        text = ui_text(settings, LANGUAGES.get(choice, "en"))
+        text = ui_words(settings, LANGUAGES.get(choice, "en"))
         lang = LANGUAGES.get(choice, "en")
         return (
             header_html(text),

@@ -13,7 +13,6 @@ from starlette.routing import Mount
 from chatbot.feedback import FeedbackLog
 from chatbot.settings import Settings
 from chatbot.web.auth import staff_login
-from chatbot.web.chat import ui_text
 from chatbot.web.consoles import CSS as CONSOLE_CSS
 from chatbot.web.editor import build_editor_app
 from chatbot.web.guard import WebGuard
@@ -21,6 +20,7 @@ from chatbot.web.housekeeping import housekeeping
 from chatbot.web.patient import CSS as PATIENT_CSS
 from chatbot.web.patient import build_patient_app, busy_head
 from chatbot.web.staff import build_staff_app
+from chatbot.wording import ui_words
 
 CONSOLES = ("staff", "editor")
 CONSOLES_OFF = "The {name} console is off. Set CHATBOT_STAFF_USERS='user:password[:role]' to turn it on.\n"
@@ -32,7 +32,7 @@ def create_app(settings: Settings, engine, feedback_log: FeedbackLog) -> FastAPI
     app = FastAPI(
         docs_url=None, redoc_url=None, openapi_url=None, lifespan=housekeeping(mounted, settings.housekeeping_s)
     )
-    words = ui_text(settings)
+    words = ui_words(settings)
     consoles: dict[str, object] = {}
     app.add_middleware(WebGuard, consoles=consoles, busy=words["busy"])
     common = {

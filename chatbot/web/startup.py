@@ -26,10 +26,6 @@ REPAIR = (
 )
 
 
-def feedback_log_for(settings: Settings) -> FeedbackLog:
-    return FeedbackLog.open(settings)
-
-
 def check_index(engine) -> str | None:
     """Ask one question (this also warms up the model): None if answered, else why not."""
     try:
@@ -49,7 +45,7 @@ def serve(settings: Settings) -> int:
     problem = problem or check_index(engine)
     if problem:
         log.error("INDEX DAMAGED OR UNAVAILABLE in %s: %s. %s", settings.store_dir, problem, REPAIR)
-    app = create_app(settings, engine, feedback_log_for(settings))
+    app = create_app(settings, engine, FeedbackLog.open(settings))
     consoles = "on (/staff, /editor)" if settings.staff_users else "off (set CHATBOT_STAFF_USERS)"
     log.info(
         "ready in %.1f s: http://%s:%d/  consoles %s  index %s",
