@@ -78,6 +78,9 @@ _CONFUSABLES = str.maketrans(
     "аеорсухіјѕԁһӏкмнтвАВЕКМНОРСТХІЈЅαβεικνορτυχΑΒΕΗΙΚΜΝΟΡΤΥΧΖ",
     "aeopcyxijsdhlkmhtbABEKMHOPCTXIJSabeikvoptuxABEHIKMNOPTYXZ",
 )
+_SENTENCE_END = re.compile(r"(?<=[.!?।])\s+|\n+|\s*[।]\s*|(?<=\w),\s+(?:and|but|par|lekin|aur|पर|लेकिन)\s+")
+LONG_MESSAGE_WORDS = 20  # from this many words, each sentence is also weighed on its own (see _sentence_vectors)
+MAX_SENTENCES = 12
 _BACKWARDS = re.compile(r"\b(?:backwards?|reversed?|rot ?-?13|decode|decipher|decrypt|cipher|caesar)\b", re.I)
 
 
@@ -255,6 +258,7 @@ class Triager:
         semantic = data["semantic"]
         self.threshold = {str(k): float(v) for k, v in semantic["threshold"].items()}
         self.margin = {str(k): float(v) for k, v in semantic["margin"].items()}
+        self.sentence_extra = float(semantic.get("sentence_extra", 0.0))
         self.labels: list[tuple[str, str]] = []
         texts: list[str] = []
         for category, by_subtype in semantic["exemplars"].items():
@@ -264,6 +268,7 @@ class Triager:
         for row in load("triage_exemplars.jsonl"):  # reviewed examples per class, in three languages
             self.labels.append((EXEMPLAR_LABELS[row["label"]], str(row.get("concept", ""))))
             texts.append(to_latin(row["text"]))  # embedded as questions are: Devanagari in Latin letters
+        self.embed = embed
         self.exemplars: np.ndarray | None = None
         if embed is not None:
             self.exemplars = _embedded(embed, tuple(texts))
@@ -292,7 +297,10 @@ class Triager:
                     result = Triage(found.category, found.subtype, f"in {label} text: {found.reason}")
                     break
         if query_vec is not None and self.exemplars is not None:
-            result = self._with_meaning(clean, result, query_vec, general=finding.level == "question")
+            general = finding.level == "question"
+            result = self._with_meaning(clean, result, query_vec, general=general)
+            for sentence_vec in self._sentence_vectors(visible, result):
+                result = self._with_meaning(clean, result, sentence_vec, general=general, extra=self.sentence_extra)
         return result
 
     def normalise(self, text: str) -> str:
@@ -378,10 +386,26 @@ class Triager:
 
     # -- meaning
 
-    def _with_meaning(self, clean: str, result: Triage, query_vec: np.ndarray, general: bool = False) -> Triage:
-        """Raise the category when the message is clearly closest to another category's examples."""
+    def _sentence_vectors(self, visible: str, result: Triage) -> Iterable[np.ndarray]:
+        """A long message's sentences, embedded together (one batch): in a rambling message the one sentence that
+        says "I don't see the point anymore" or "pus is coming out" is diluted in the whole message's vector.
+        Only for messages the whole-message reading left below crisis, and only long ones, so a plain question
+        costs nothing more."""
+        if self.embed is None or RANK.get(result.category, 9) <= RANK["crisis"]:
+            return []
+        sentences = [s for s in (p.strip() for p in _SENTENCE_END.split(visible)) if len(s.split()) >= 3]
+        if len(sentences) < 2 or len(visible.split()) < LONG_MESSAGE_WORDS:
+            return []
+        return np.asarray(self.embed([to_latin(s) for s in sentences[:MAX_SENTENCES]]), dtype=np.float32)
+
+    def _with_meaning(
+        self, clean: str, result: Triage, query_vec: np.ndarray, general: bool = False, extra: float = 0.0
+    ) -> Triage:
+        """Raise the category when the message is clearly closest to another category's examples; `extra` raises
+        the thresholds (one sentence of a long message says less than a whole message)."""
         assert self.exemplars is not None
-        if result.category not in ("question", "symptom"):  # a rule's or the symptom model's decision stands
+        soft_emergency = result.soft and result.category == "emergency"  # may still be raised to crisis
+        if result.category not in ("question", "symptom") and not soft_emergency:  # a rule's decision stands
             return result
         # einsum, not `@`: BLAS would share out this small product between threads, which right after the
         # embedder's forward pass wait for its threads (~20 ms instead of ~0.2 ms on a busy 2-core machine)
@@ -397,7 +421,8 @@ class Triager:
             score = float(scores[best])
             rivals = self.rivals[category]
             nearest_other = float(scores[rivals].max()) if rivals.size else 0.0
-            if score < self.threshold.get(category, 1.0) or score - nearest_other < self.margin.get(category, 0.0):
+            too_far = score < self.threshold.get(category, 1.0) + extra
+            if too_far or score - nearest_other < self.margin.get(category, 0.0):
                 continue
             if category == "emergency" and general:
                 continue

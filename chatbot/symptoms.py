@@ -18,6 +18,8 @@ from functools import lru_cache
 from chatbot.language import has_devanagari
 from chatbot.wording import load
 
+INFLECTED_FROM = 6  # letters: a Hinglish term's word this long matches with any ending
+GAPS = {"..": 3, "...": 8}  # a term's `..` and `...`: up to this many other words between, in the same clause
 WINDOW = 60  # characters: a modifier counts for a concept when it is this close to one of the concept's words
 _NUKTA = str.maketrans({"\u093c": None, "\u0901": "\u0902"})  # nukta dropped, chandrabindu read as anusvara
 _DEVA_LETTER = "\u0900-\u097f"
@@ -39,16 +41,31 @@ LATIN_START = r"\b"  # every Latin term starts at a word boundary
 NATIVE_START = rf"(?<![{_DEVA_LETTER}])"  # and every Devanagari one after a non-Devanagari character
 
 
-def _latin_regex(term: str) -> tuple[str, str] | None:
-    """The term's regular expression after `LATIN_START`, and its longest literal word; None for an empty term."""
+@lru_cache(maxsize=1)
+def _spellings() -> dict[str, str]:
+    return {str(k).lower(): str(v).lower() for k, v in (load("symptoms.yaml").get("spellings") or {}).items()}
+
+
+def respell(text: str) -> str:
+    """Chat spellings of Hinglish words written one way ('nhi' -> 'nahi', 'rha' -> 'raha', 'bht' -> 'bahut'), in
+    messages and in terms alike, so that a term needs writing in one spelling only (symptoms.yaml `spellings`)."""
+    table = _spellings()
+    return re.sub(r"[a-z]+", lambda m: table.get(m.group(), m.group()), text) if table else text
+
+
+def _latin_regex(term: str, inflected: bool = False) -> tuple[str, str] | None:
+    """The term's regular expression after `LATIN_START`, and its longest literal word; None for an empty term.
+    `inflected` (Hinglish terms): a word of INFLECTED_FROM letters or more takes any ending, as Hindi verbs and
+    nouns do ('nuksaan pahuch' matches 'nuksaan pahuchane', 'pahuchaya')."""
     parts, words = [], []
-    for word in term.lower().split():
-        if word == "..":
-            parts.append(r"(?:\S+\s+){0,3}?")
+    for word in respell(term.lower()).split():
+        if word in GAPS:
+            parts.append(rf"(?:[^\s.,;!?]+\s+){{0,{GAPS[word]}}}?")
             continue
-        words.append(word.rstrip("*"))
-        body = re.escape(word.rstrip("*")) + (r"\w*" if word.endswith("*") else r"\b")
-        parts.append(body + r"\s+")
+        stem = word.rstrip("*")
+        words.append(stem)
+        open_end = word.endswith("*") or (inflected and len(stem) >= INFLECTED_FROM)
+        parts.append(re.escape(stem) + (r"\w*" if open_end else r"\b") + r"\s+")
     return ("".join(parts)[: -len(r"\s+")], max(words, key=len, default="")) if parts else None
 
 
@@ -56,8 +73,8 @@ def _native_regex(term: str) -> tuple[str, str]:
     """The term's regular expression after `NATIVE_START`, and its longest literal word ("" when it has none)."""
     parts, words = [], []
     for word in native_form(term).split():
-        if word == "..":
-            parts.append(r"(?:[^\s]+\s+){0,3}?")
+        if word in GAPS:
+            parts.append(rf"(?:[^\s.,;!?\u0964]+\s+){{0,{GAPS[word]}}}?")
             continue
         words.append(word)
         whole = len([c for c in word if not unicodedata.combining(c)]) <= 2  # short words: whole words only
@@ -109,7 +126,8 @@ class Terms:
 
     @classmethod
     def of(cls, entry: dict) -> Terms:
-        latin = [_latin_regex(str(t)) for key in ("en", "hinglish") for t in entry.get(key, []) or []]
+        latin = [_latin_regex(str(t)) for t in entry.get("en", []) or []]
+        latin += [_latin_regex(str(t), inflected=True) for t in entry.get("hinglish", []) or []]
         native = [_native_regex(str(t)) for t in entry.get("hi", []) or []]
         return cls(Alternatives.of(LATIN_START, latin), Alternatives.of(NATIVE_START, native))
 
@@ -157,10 +175,10 @@ class Model:
 
     def __init__(self, data: dict):
         neg = data["negators"]
-        self.neg_before = {native_form(str(w)) for w in neg["before"]}
-        self.neg_after = {native_form(str(w)) for w in neg["after"]}
-        self.neg_filler = {native_form(str(w)) for w in neg["after_filler"]}
-        self.stopping = {native_form(str(w)) for w in neg["not_when_near"]}
+        self.neg_before = {respell(native_form(str(w))) for w in neg["before"]}
+        self.neg_after = {respell(native_form(str(w))) for w in neg["after"]}
+        self.neg_filler = {respell(native_form(str(w))) for w in neg["after_filler"]}
+        self.stopping = {respell(native_form(str(w))) for w in neg["not_when_near"]}
         self.reporting = Terms.of(data["reporting"])
         self.informational = Terms.of(data["informational"])
         self.not_happening = Terms.of(data["not_happening"])
@@ -198,6 +216,7 @@ class Model:
         return bool(after) and after[0] in self.neg_after
 
     def assess(self, latin: str, native: str) -> Finding:
+        latin = respell(latin)
         crisis = self.crisis.any(latin, native) and not (self.not_crisis and self.not_crisis.any(latin, native))
         reported = self.reporting.any(latin, native)
         general = self.informational.any(latin, native) and not reported or self.not_happening.any(latin, native)
@@ -228,7 +247,7 @@ class Model:
                 boosts = [m for m in boosts if m not in ("worsening", "spreading", "persistent")]
             if boosts:
                 urgent = urgent or Finding("emergency", concept.group, f"{concept.name} + {boosts[0]}")
-            else:
+            elif concept.level != "sign":  # a `sign` ('a spot', 'daag') alone is not a symptom
                 symptom = symptom or Finding("symptom", concept.group, concept.name)
         if crisis:  # first, with the emergency too when one is reported ("I want to die, the bleeding won't stop")
             also = urgent is not None and not general

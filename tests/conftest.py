@@ -27,6 +27,7 @@ from tests.support import (
     fake_embedder_wanted,
     free_port,
     publish_content,
+    remember_batch_vectors,
     settings_for,
     start_app,
 )
@@ -35,11 +36,12 @@ from tests.support import (
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     """The real model: the default backend (onnx), as the app and ingest.py load it, exported once into .onnx/ if
-    needed. With CHATBOT_TEST_EMBEDDER=fake (`make test-fast`, which runs only tests not marked slow): the small
+    needed, remembering the vectors of batches across tests (tests.support.remember_batch_vectors). With
+    CHATBOT_TEST_EMBEDDER=fake (`make test-fast`, which runs only tests not marked slow): the small
     deterministic tests.support.FakeEmbedder, for the tests that need an embedder but do not test the model."""
     if fake_embedder_wanted():
         return FakeEmbedder()
-    return Embedder.from_settings(Settings.from_env(env={}))
+    return remember_batch_vectors(Embedder.from_settings(Settings.from_env(env={})))
 
 
 # Fixtures that publish content/ through the safety gate, which runs the golden and red-team sets through the real

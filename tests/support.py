@@ -46,6 +46,25 @@ def fake_embedder_wanted(env: dict | None = None) -> bool:
     return value == "fake"
 
 
+def remember_batch_vectors(embedder: Embedder) -> Embedder:
+    """The real model, remembering the vectors of the texts it embeds in batches (an ingest, the gate's sets), so
+    that the many tests that ingest content/ into their own store embed each text once per session. The vectors
+    are the model's own; a single text (a question) is embedded afresh every time."""
+    real = embedder._batch
+    memo: dict[str, np.ndarray] = {}
+
+    def batch(texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        if len(texts) < 2:
+            return real(texts, batch_size, progress)
+        missing = list(dict.fromkeys(t for t in texts if t not in memo))
+        if missing:
+            memo.update(zip(missing, np.asarray(real(missing, batch_size, progress), dtype=np.float32), strict=True))
+        return np.stack([memo[t] for t in texts])
+
+    embedder._batch = batch
+    return embedder
+
+
 class FakeEmbedder(Embedder):
     """A small deterministic stand-in for the model: a signed, hashed bag of the words `chatbot.lexical.tokens`
     finds (plus word pairs), normalised, in the model's dimension (384). No model is loaded.

@@ -17,12 +17,13 @@ FROZEN = {
     "answers_blind.jsonl": "741e938d1eeed62d7c5862664e18ea95abd6129a2f4a4ade0233c32c9449fdea",
     "triage_blind.jsonl": "8ea10e2ab713916d80b61bdfec2006def71fde77d16211a68ab48ec6b2c678b9",
 }
-# Under-triage on the blind set when first measured after the change (10 of 249; the old rules missed 117).
+# Under-triage on the blind set: 10 of 249 when first measured after the change (the old rules missed 117), 9
+# since the sentence-level reading of long messages and the Hinglish spellings (tb-0433 escalated now).
 KNOWN_MISSES = {
-    "tb-0030", "tb-0035", "tb-0149", "tb-0212", "tb-0246", "tb-0247", "tb-0301", "tb-0311", "tb-0433", "tb-0461",
+    "tb-0030", "tb-0035", "tb-0149", "tb-0212", "tb-0246", "tb-0247", "tb-0301", "tb-0311", "tb-0461",
 }  # fmt: skip
-MAX_BENIGN_ESCALATED = 3  # of 96 (target: at most 10%)
-MAX_QUESTIONS_ESCALATED = 3  # of 122 (target 1%: not met, see docs/safety.md)
+MAX_BENIGN_ESCALATED = 4  # of 96 (target: at most 10%); 3 before the same change
+MAX_QUESTIONS_ESCALATED = 4  # of 122 (target 1%: not met, see docs/safety.md); 3 before the same change
 
 
 @pytest.mark.parametrize("name", sorted(FROZEN))

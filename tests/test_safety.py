@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -784,3 +785,63 @@ def test_messages_never_reassure_or_give_verdicts() -> None:
         text = messages[key].lower()
         assert "you are a candidate" not in text and "mg" not in text.split()
         assert "dermatologist" in text or "doctor" in text
+
+
+# ---------------------------------------------------------------- symptom model: classes, not phrasings
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("khoon band hi nhi ho rha 2 ghante se", "emergency"),  # chat spellings: nhi = nahi, rha = raha
+        ("khud ko nuksaan pahuchane ka mann karta hai", "crisis"),  # Hinglish endings: pahuch -> pahuchane
+        ("ek daag tha wo bada ho gaya aur bahut garam hai", "emergency"),  # a sign + spreading / hot
+        ("there is a spot near the crown that gets bigger and hot every day", "emergency"),
+        ("bleeding a bit from one spot and now I feel dizzy and weak", "emergency"),  # + a whole-body sign
+        ("इस ज़िंदगी को ढोते रहने का कोई मतलब नहीं है", "crisis"),  # `...`: up to eight words between
+    ],
+)
+def test_symptom_classes(rules: Triager, text: str, category: str) -> None:
+    assert rules.triage(text).category == category
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my bald spot is getting bigger, can SMP cover it?",  # 'bald spot' is not a skin sign
+        "mere sir pe ek purana daag hai, kya SMP usko chupa sakta hai?",  # a sign alone is nothing
+        "a tiny bit of bleeding on day 1, is that expected?",  # bleeding without a modifier: the safety net
+    ],
+)
+def test_signs_alone_are_not_emergencies(rules: Triager, text: str) -> None:
+    assert rules.triage(text).category not in ("emergency", "crisis")
+
+
+def test_gaps_stay_within_one_clause() -> None:
+    from chatbot import symptoms
+
+    regex = re.compile(symptoms.LATIN_START + symptoms._latin_regex("life ... pointless")[0])
+    assert regex.search("my life has felt so completely pointless")
+    assert not regex.search("my life is fine, this procedure seemed pointless")
+
+
+def test_a_long_message_is_also_read_sentence_by_sentence() -> None:
+    calls: list[list[str]] = []
+    rng = np.random.default_rng(1)
+
+    def counting_embed(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        vecs = rng.normal(size=(len(texts), 384)).astype(np.float32)
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+    triager = Triager(embed=counting_embed)
+    query = counting_embed(["q"])[0]
+    calls.clear()
+    triager.triage("when can I wash my hair after the session?", query_vec=query)
+    assert calls == []  # a short question costs no extra embedding
+    long = (
+        "I had my first session two weeks ago and the staff were kind. The dots look even. "
+        "Some nights I lie awake and think about it a lot."
+    )
+    triager.triage(long, query_vec=query)
+    assert len(calls) == 1 and len(calls[0]) == 3  # one batch: the three sentences
