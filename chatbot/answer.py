@@ -30,6 +30,7 @@ CLARIFY_MARGIN = 0.01  # two different sections this close (fused score): ask wh
 # "Since SMP needs no anaesthesia, can I drive home?": the premise is a part of its own, so that the page that
 # speaks to it (local anaesthesia) is quoted too, and its words are never echoed as "not covered".
 PREMISE = re.compile(r"^\s*(?:since|as|because|given that|considering)\b([^,?]{6,}),\s*(.+)$", re.I)
+DEVANAGARI_WORD = re.compile(r"[\u0900-\u0963\u0966-\u097f]+")  # a Hindi word, without the danda (।)
 PART_BAR = 0.1  # a part of a question brings its own section only this far above the relevance floor
 PART_SPLIT = re.compile(r"\s*(?:\?|;|\band also\b|\balso\b|\band\b|\baur\b|और|\bplus\b|\bas well as\b)\s*", re.I)
 
@@ -260,7 +261,7 @@ class Engine:
             plain = verdict.category == "question" and not settled
             if plain and len(sections) == 1 and not uncovered and _close(hits, self.settings.relevance_floor):
                 return self._clarify(hits[:2], lang, base)
-            if not uncovered and lang == "en":  # Hinglish and Hindi words are too often missing from the pages
+            if not uncovered:
                 uncovered = _topics(index, premise.group(2) if (premise := PREMISE.match(query)) else query)
         selections = [(hit, compose.select(query, hit.text, index.idf)) for hit in sections]
         body = compose.render(selections)
@@ -314,6 +315,9 @@ class Engine:
         found: list[Hit] = [hits[0]] if hits[0].fused >= self.settings.relevance_floor else []
         missing = []
         for i, (part, vec) in enumerate(zip(parts, vectors, strict=True)):
+            if i > 0 and _topics(index, part):  # this part names what no page has: its best section is a guess
+                missing.append(part)
+                continue
             best = retrieve(index, part, vec, 1)
             bar = self.settings.relevance_floor + (0.0 if premise and i == 0 else PART_BAR)  # a premise: always
             if best and best[0].fused >= bar:
@@ -363,13 +367,24 @@ def conversation_language(question: str, history: History) -> str:
 
 
 def _topics(index: Index, text: str) -> str:
-    """The words of `text` no clinic page or patient question has ('swimming'), as the pages' gap to name; only
-    plain words (never numbers, doses, names or contact details), and only one or two: more unknown words mean an
-    unusual spelling."""
+    """The words of `text` no clinic page or patient question has ('swimming', 'हेलमेट'), as the pages' gap to
+    name, written as the patient wrote them; only plain words (never numbers, doses, names or contact details),
+    and only one or two: more unknown words mean an unusual spelling."""
+    text = redact(text)
+    generic = language.generic_words()
     unknown = [
-        w for w in index.lexical.unknown_words(redact(text)) if w.isalpha() and w not in language.generic_words()
+        w for w in index.lexical.unknown_words(text) if w.isalpha() and w not in generic and not _known_stem(index, w)
     ]
-    return ", ".join(dict.fromkeys(unknown)) if 0 < len(set(unknown)) <= 2 else ""
+    if not 0 < len(set(unknown)) <= 2:
+        return ""
+    written = {language.to_latin(w).lower(): w for w in DEVANAGARI_WORD.findall(text)}
+    return ", ".join(dict.fromkeys(written.get(w, w) for w in unknown))
+
+
+def _known_stem(index: Index, word: str) -> bool:
+    """A Hindi conjunctive form ('rakhakar', 'jhukakar': having kept, having bent) whose stem the pages have."""
+    stems = [word[: -len(end)] for end in ("akar", "kar") if word.endswith(end) and len(word) - len(end) >= 3]
+    return any(not index.lexical.unknown_words(stem) for stem in stems)
 
 
 def _close(hits: list[Hit], floor: float) -> bool:

@@ -39,6 +39,7 @@ def native_form(text: str) -> str:
 
 LATIN_START = r"\b"  # every Latin term starts at a word boundary
 NATIVE_START = rf"(?<![{_DEVA_LETTER}])"  # and every Devanagari one after a non-Devanagari character
+MESSAGE_START = r"^\s*"  # a leading term: where the message starts
 
 
 @lru_cache(maxsize=1)
@@ -125,11 +126,14 @@ class Terms:
     native: Alternatives | None
 
     @classmethod
-    def of(cls, entry: dict) -> Terms:
+    def of(cls, entry: dict, leading: bool = False) -> Terms:
+        """`leading`: the terms count only where the message starts ('Is that painful?' asks; '..., is that
+        normal?' after a description reports)."""
         latin = [_latin_regex(str(t)) for t in entry.get("en", []) or []]
         latin += [_latin_regex(str(t), inflected=True) for t in entry.get("hinglish", []) or []]
         native = [_native_regex(str(t)) for t in entry.get("hi", []) or []]
-        return cls(Alternatives.of(LATIN_START, latin), Alternatives.of(NATIVE_START, native))
+        starts = (MESSAGE_START, MESSAGE_START) if leading else (LATIN_START, NATIVE_START)
+        return cls(Alternatives.of(starts[0], latin), Alternatives.of(starts[1], native))
 
     @classmethod
     def listed(cls, terms: list) -> Terms | None:
@@ -181,6 +185,7 @@ class Model:
         self.stopping = {respell(native_form(str(w))) for w in neg["not_when_near"]}
         self.reporting = Terms.of(data["reporting"])
         self.informational = Terms.of(data["informational"])
+        self.leading = Terms.of(data["informational_leading"], leading=True)
         self.not_happening = Terms.of(data["not_happening"])
         self.modifiers = {name: Terms.of(entry) for name, entry in data["modifiers"].items()}
         self.improving = Terms.of(data["improving"])
@@ -219,7 +224,8 @@ class Model:
         latin = respell(latin)
         crisis = self.crisis.any(latin, native) and not (self.not_crisis and self.not_crisis.any(latin, native))
         reported = self.reporting.any(latin, native)
-        general = self.informational.any(latin, native) and not reported or self.not_happening.any(latin, native)
+        asked = self.informational.any(latin, native) or self.leading.any(latin, native)
+        general = asked and not reported or self.not_happening.any(latin, native)
         urgent: Finding | None = None
         symptom: Finding | None = None
         found: dict[str, list[tuple[str, int, int]]] = {}  # a modifier's spans, found once per message

@@ -90,6 +90,22 @@ def test_question_the_content_does_not_cover_is_declined_with_a_pointer(engine):
 
 
 @pytest.mark.parametrize(
+    ("question", "gap", "fact"),
+    [
+        ("can i go swimming after smp?", "swimming", "48 hours"),
+        ("बाइक का हेलमेट कब से पहन सकते हैं? और बाल कब धो सकते हैं?", "हेलमेट", "48"),  # named as written
+        ("helmet kab se pehen sakta hu aur sir kab dho sakta hu", "helmet", "48"),
+    ],
+)
+def test_a_gap_in_the_pages_is_named_and_what_they_do_say_is_quoted(engine, question, gap, fact):
+    """Partly covered, in three languages: the pages' gap named in the patient's own words, then the quote; the
+    uncovered part never brings a section of its own."""
+    answer = engine.ask(question)
+    assert answer.uncovered == gap and gap in answer.text and fact in answer.text
+    assert len(answer.sources) == 1
+
+
+@pytest.mark.parametrize(
     ("previous", "follow_up", "expected"),
     [
         ("what happens during SMP?", "is that painful?", "local anaesthesia"),
