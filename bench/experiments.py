@@ -21,26 +21,8 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 from bench.common import QUESTIONS, SIZES, corpus_dir, ensure_store, make_embedder, save, stats
-
-
-class ExactCollection:
-    """Stands in for a Chroma collection's query(): exact cosine over all vectors with one matrix product."""
-
-    def __init__(self, collection, order: list[str]):
-        got = collection.get(include=["embeddings"], limit=len(order) + 1)
-        by_id = dict(zip(got["ids"], got["embeddings"], strict=True))
-        self.ids = [cid for cid in order if cid in by_id]
-        self.matrix = np.asarray([by_id[cid] for cid in self.ids], dtype=np.float32)
-
-    def query(self, query_embeddings, n_results: int, include=None):
-        sims = self.matrix @ np.asarray(query_embeddings[0], dtype=np.float32)
-        n = min(n_results, len(self.ids))
-        top = np.argpartition(-sims, n - 1)[:n] if n < len(self.ids) else np.arange(len(self.ids))
-        top = top[np.argsort(-sims[top])]
-        return {"ids": [[self.ids[i] for i in top]], "distances": [[float(1.0 - sims[i]) for i in top]]}
+from chatbot.store import ExactVectors
 
 
 def bucketed_closest(lexical):
@@ -110,10 +92,10 @@ def exp_dense_and_lexical(size: str, rounds: int, embedder) -> dict:
     settings = ensure_store(size, "torch", embedder)
     engine = Engine(settings, embedder, pointer="staging")
     index = engine.index.get()
+    chroma = index.store.collection(index.version, manifest=index.manifest)  # Chroma's own search
     started = time.perf_counter()
-    exact = ExactCollection(index.collection, index.order)
+    exact = ExactVectors(chroma, index.order)  # what the engine uses for a version this small
     load_s = time.perf_counter() - started
-    chroma = index.collection
     vectors = {q: embedder.query_vector(q) for q in QUESTIONS}
     t_chroma, t_exact, overlap = [], [], []
     for _ in range(rounds):
@@ -122,7 +104,7 @@ def exp_dense_and_lexical(size: str, rounds: int, embedder) -> dict:
             a = chroma.query(query_embeddings=[vec], n_results=20, include=["distances"])
             t_chroma.append((time.perf_counter() - started) * 1000)
             started = time.perf_counter()
-            b = exact.query(query_embeddings=[vec], n_results=20)
+            b = exact.query(query_embeddings=[vec], n_results=20, include=["distances"])
             t_exact.append((time.perf_counter() - started) * 1000)
             overlap.append(len(set(a["ids"][0]) & set(b["ids"][0])) / max(1, len(b["ids"][0])))
     # lexical: cold query tokens (typo fixer caches cleared) and BM25 scoring
@@ -150,10 +132,10 @@ def exp_dense_and_lexical(size: str, rounds: int, embedder) -> dict:
                 t_scores.append((time.perf_counter() - started) * 1000)
     lexical._fix = original_fix
     # end to end: the same engine with Chroma, then with the exact search behind collection.query
+    index.collection = chroma
     before = measure(engine, rounds)
     index.collection = exact
     after = measure(engine, rounds)
-    index.collection = chroma
     clear_caches(engine)
     return {
         "chunks": len(index),

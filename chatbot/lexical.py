@@ -41,13 +41,16 @@ def patient_words() -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in data["expansions"].items()}
 
 
+@lru_cache(maxsize=1)
+def _patient_patterns() -> list[tuple[str, re.Pattern[str], str]]:
+    return [(phrase, re.compile(rf"\b{re.escape(phrase)}"), add) for phrase, add in patient_words().items()]
+
+
 def expand_query(question: str) -> str:
-    """Add the clinic's words for the patient's words; the original words stay first."""
-    extra = []
+    """Add the clinic's words for the patient's words (a word starting with the phrase); the original words stay
+    first."""
     lowered = " ".join(words(question))
-    for phrase, addition in patient_words().items():
-        if re.search(rf"\b{re.escape(phrase)}", lowered):
-            extra.append(addition)
+    extra = [add for phrase, pattern, add in _patient_patterns() if phrase in lowered and pattern.search(lowered)]
     return question if not extra else f"{question} {' '.join(extra)}"
 
 

@@ -77,6 +77,7 @@ class Settings:
     relevance_floor: float = 0.55  # fused score; chosen on the answers dev set (not-covered vs covered)
     keep_versions: int = 3
     store_timeout_s: float = 5.0
+    exact_max_rows: int = 20_000  # a version with at most this many vectors is searched exactly, in memory
     llm: str = "none"
     llm_timeout_s: float = 20.0
     openai_base_url: str | None = None
@@ -121,6 +122,7 @@ class Settings:
             top_k=_int(env, "CHATBOT_TOP_K", cls.top_k, 1),
             relevance_floor=_float(env, "CHATBOT_RELEVANCE_FLOOR", cls.relevance_floor),
             store_timeout_s=_float(env, "CHATBOT_STORE_TIMEOUT", cls.store_timeout_s),
+            exact_max_rows=_int(env, "CHATBOT_EXACT_MAX_ROWS", cls.exact_max_rows, 0),
             llm=llm,
             llm_timeout_s=_float(env, "CHATBOT_LLM_TIMEOUT", cls.llm_timeout_s),
             openai_base_url=env.get("OPENAI_BASE_URL") or None,

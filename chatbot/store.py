@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import chromadb
+import numpy as np
 import orjson
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import NotFoundError
@@ -273,11 +274,12 @@ class VersionStore:
 
     def vectors(self, version: str, ids: list[str], manifest: dict):
         """What a reader queries for one version: embedded, the version's own collection; server mode, the
-        collection seen through the version's `ids` (chunks.jsonl order)."""
+        collection seen through the version's `ids` (chunks.jsonl order). A version of at most
+        `exact_max_rows` vectors is read into memory once and searched exactly (it then answers even while a
+        Chroma server is down)."""
         collection = self.collection(version, manifest=manifest)
-        if not self.settings.chroma_host:
-            return collection
-        return VersionVectors(collection, ids)
+        view = VersionVectors(collection, ids) if self.settings.chroma_host else collection
+        return ExactVectors(view, ids) if len(ids) <= self.settings.exact_max_rows else view
 
     @contextmanager
     def ingest_lock(self) -> Iterator[None]:
@@ -342,6 +344,41 @@ class VersionVectors:
         return self.collection.query(
             query_embeddings=query_embeddings, n_results=n_results, ids=self.ids, include=include
         )
+
+
+class ExactVectors:
+    """A small version's vectors, read once from Chroma when the version is opened and searched exactly: one
+    matrix-vector product over a few thousand rows costs a tenth of a Chroma query (bench/experiments.py), and
+    exact search never misses a neighbour. `view`: the version's collection (or server-mode VersionVectors)."""
+
+    def __init__(self, view, ids: list[str]):
+        self.view = view
+        source = view.collection if isinstance(view, VersionVectors) else view
+        rows: dict[str, list[float]] = {}
+        for i in range(0, len(ids), BATCH):
+            got = source.get(ids=ids[i : i + BATCH], include=["embeddings"])
+            rows.update(zip(got["ids"], got["embeddings"], strict=True))
+        missing = [cid for cid in ids if cid not in rows]
+        if missing:
+            raise StoreError(f"the vector store lacks {len(missing)} of this version's vectors; rebuild the index")
+        self.ids = list(ids)
+        self.matrix = np.asarray([rows[cid] for cid in ids], dtype=np.float32).reshape(len(ids), -1)
+
+    def count(self) -> int:
+        return len(self.ids)
+
+    def query(self, query_embeddings, n_results: int, include: list[str]) -> dict:
+        """Chroma's query result for the nearest `n_results` rows (cosine distance), one row per query."""
+        ids, distances = [], []
+        for vec in query_embeddings:
+            # einsum, not `@`: BLAS would share this small product out between threads (see safety.Triager)
+            sims = np.einsum("ij,j->i", self.matrix, np.asarray(vec, dtype=np.float32).reshape(-1))
+            n = min(n_results, len(self.ids))
+            top = np.argpartition(-sims, n - 1)[:n] if n < len(self.ids) else np.arange(len(self.ids))
+            top = top[np.lexsort((top, -sims[top]))]  # nearest first; equal scores in chunk order
+            ids.append([self.ids[i] for i in top])
+            distances.append([float(1.0 - sims[i]) for i in top])
+        return {"ids": ids, "distances": distances, "included": ["distances"]}
 
 
 def _select(got: dict, kept: list[list[int]]) -> dict:

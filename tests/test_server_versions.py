@@ -3,11 +3,13 @@ by chunk id, a version sees only its own ids, and vectors no kept version lists 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import uuid
 from pathlib import Path
 
 import chromadb
+import numpy as np
 import pytest
 
 from chatbot.indexing import IngestReport, ingest
@@ -58,6 +60,7 @@ def settings(tmp_path: Path, chroma_port: int) -> Settings:
         chroma_port=chroma_port,
         collection=f"t-{uuid.uuid4().hex[:12]}",
         keep_versions=2,
+        exact_max_rows=0,  # these tests are about the server's views; test_exact_search_... compares the two
     )
 
 
@@ -203,3 +206,19 @@ def test_an_old_layout_version_without_its_collection_says_to_rebuild(settings, 
     client(settings).delete_collection(f"{settings.collection}-{first.version}")
     with pytest.raises(StoreError, match=r"python ingest\.py --rebuild"):
         Index(VersionStore(settings), first.version)
+
+
+def test_exact_search_in_memory_finds_what_the_server_finds(settings, embedder):
+    """A small version is read into memory and searched exactly: the same neighbours, in the same order, at the
+    same distances as the server's search through the version's ids."""
+    first, _ = run(settings, embedder)
+    store = VersionStore(settings)
+    server = Index(store, first.version)
+    exact = Index(VersionStore(dataclasses.replace(settings, exact_max_rows=10_000)), first.version)
+    assert type(exact.collection).__name__ == "ExactVectors" and exact.collection.count() == len(exact)
+    for question in ("how long should I avoid washing my scalp", "does it hurt", "kitna kharcha aata hai"):
+        vec = embedder.query_vector(question)
+        a = server.collection.query(query_embeddings=[vec], n_results=10, include=["distances"])
+        b = exact.collection.query(query_embeddings=[vec], n_results=10, include=["distances"])
+        assert a["ids"][0][:5] == b["ids"][0][:5]
+        assert np.allclose(a["distances"][0], b["distances"][0], atol=1e-4)
