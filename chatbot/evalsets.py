@@ -21,6 +21,7 @@ ANSWER_SETS = {"dev": EVAL / "answers_dev.jsonl", "blind": EVAL / "answers_blind
 TRIAGE_SETS = {
     "dev": EVAL / "triage_dev.jsonl",
     "dev2": EVAL / "triage_dev2.jsonl",
+    "dev3": EVAL / "triage_dev3.jsonl",
     "blind": EVAL / "triage_blind.jsonl",
 }
 LANGS = ("en", "hinglish", "hi")

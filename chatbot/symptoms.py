@@ -57,16 +57,22 @@ def respell(text: str) -> str:
 def _latin_regex(term: str, inflected: bool = False) -> tuple[str, str] | None:
     """The term's regular expression after `LATIN_START`, and its longest literal word; None for an empty term.
     `inflected` (Hinglish terms): a word of INFLECTED_FROM letters or more takes any ending, as Hindi verbs and
-    nouns do ('nuksaan pahuch' matches 'nuksaan pahuchane', 'pahuchaya')."""
+    nouns do ('nuksaan pahuch' matches 'nuksaan pahuchane', 'pahuchaya'); in a term of several words a shorter
+    one ending in a vowel takes any vowel ending ('pas bhara' matches 'pas bhar', 'pas bhari')."""
     parts, words = [], []
+    several = len(term.split()) > 1  # a single word keeps its vowel ending: 'gola' (a lump) is not 'goli' (a pill)
     for word in respell(term.lower()).split():
         if word in GAPS:
             parts.append(rf"(?:[^\s.,;!?]+\s+){{0,{GAPS[word]}}}?")
             continue
         stem = word.rstrip("*")
-        words.append(stem)
         open_end = word.endswith("*") or (inflected and len(stem) >= INFLECTED_FROM)
-        parts.append(re.escape(stem) + (r"\w*" if open_end else r"\b") + r"\s+")
+        if inflected and several and not open_end and len(stem) >= 4 and stem[-1] in "aeio":  # bhara = bhari
+            stem = stem.rstrip("aeio")
+            parts.append(re.escape(stem) + r"[aeiou]{0,2}\b\s+")
+        else:
+            parts.append(re.escape(stem) + (r"\w*" if open_end else r"\b") + r"\s+")
+        words.append(stem)
     return ("".join(parts)[: -len(r"\s+")], max(words, key=len, default="")) if parts else None
 
 

@@ -23,7 +23,7 @@ KNOWN_MISSES = {
     "tb-0030", "tb-0035", "tb-0149", "tb-0212", "tb-0246", "tb-0247", "tb-0301", "tb-0311", "tb-0461",
 }  # fmt: skip
 MAX_BENIGN_ESCALATED = 4  # of 96 (target: at most 10%); 3 before the same change
-MAX_QUESTIONS_ESCALATED = 4  # of 122 (target 1%: not met, see docs/safety.md); 3 before the same change
+MAX_QUESTIONS_ESCALATED = 2  # of 122 (target 1%: not met, see docs/safety.md); 3 before the symptom-model classes
 
 
 @pytest.mark.parametrize("name", sorted(FROZEN))
