@@ -11,9 +11,7 @@ or takes many seconds; so the fake only ever reaches tests that need *an* embedd
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,11 +23,11 @@ from tests.support import (
     FakeEmbedder,
     Running,
     fake_embedder_wanted,
-    free_port,
     publish_content,
     remember_batch_vectors,
     settings_for,
     start_app,
+    start_postgres,
 )
 
 
@@ -102,54 +100,10 @@ def running(tmp_path_factory, embedder) -> Running:
 
 
 # --- PostgreSQL server (issue 15) ---
-POSTGRES_PASSWORD = "chatbot-test-pw"
-
-
-def postgres_bin() -> Path:
-    """The newest Debian PostgreSQL server's bin folder (initdb, pg_ctl). Missing binaries fail the tests."""
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
-    )
-    pg_ctl = found[-1] if found else shutil.which("pg_ctl")
-    assert pg_ctl, "PostgreSQL server binaries (initdb, pg_ctl) are missing: run 'make postgres' (Debian's postgresql)"
-    return Path(pg_ctl).parent
-
-
 @pytest.fixture(scope="session")
-def postgres_server(request: pytest.FixtureRequest) -> str:
-    """A real PostgreSQL server on a free loopback port, its files in a temporary folder removed at the end;
-    returns the URL of its 'postgres' database. As root, the server runs as the 'postgres' user (PostgreSQL
-    refuses to run as root)."""
-    import tempfile
-
-    bin_dir = postgres_bin()
-    folder = Path(tempfile.mkdtemp(prefix="chatbot-pg-"))
-    request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
-    (folder / "pw").write_text(POSTGRES_PASSWORD)
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        runuser = shutil.which("runuser")
-        assert runuser, "as root, PostgreSQL is started with 'runuser -u postgres': runuser is missing"
-        try:
-            for path in (folder, folder / "pw"):
-                shutil.chown(path, user="postgres")
-        except LookupError:
-            pytest.fail("as root, PostgreSQL runs as the 'postgres' user, which is missing: run 'make postgres'")
-        as_user = [runuser, "-u", "postgres", "--"]
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*as_user, *args], capture_output=True, text=True, timeout=120)
-
-    data, port = folder / "data", free_port()
-    done = run(
-        str(bin_dir / "initdb"), "-D", str(data), "-U", "chatbot", f"--pwfile={folder / 'pw'}",
-        "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync",
-    )  # fmt: skip
-    assert done.returncode == 0, f"initdb failed: {done.stderr[-2000:]}"
-    options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    log_file = folder / "server.log"
-    done = run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-o", options, "-w", "-t", "60", "start")
-    server_log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
-    assert done.returncode == 0, f"PostgreSQL did not start: {done.stdout[-500:]} {done.stderr[-500:]} {server_log}"
-    request.addfinalizer(lambda: run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"))
-    return f"postgresql://chatbot:{POSTGRES_PASSWORD}@127.0.0.1:{port}/postgres"
+def postgres_server() -> str:
+    """A real PostgreSQL server on a free loopback port for the session (tests.support.start_postgres), stopped and
+    its files removed at the end; returns the URL of its 'postgres' database."""
+    url, stop = start_postgres()
+    yield url
+    stop()

@@ -164,6 +164,69 @@ def start_chroma(data_dir: Path, port: int) -> subprocess.Popen:
             time.sleep(0.2)
 
 
+POSTGRES_PASSWORD = "chatbot-test-pw"
+
+
+def postgres_bin() -> Path:
+    """The newest Debian PostgreSQL server's bin folder (initdb, pg_ctl). Missing binaries fail the caller."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
+    )
+    pg_ctl = found[-1] if found else shutil.which("pg_ctl")
+    assert pg_ctl, "PostgreSQL server binaries (initdb, pg_ctl) are missing: run 'make postgres' (Debian's postgresql)"
+    return Path(pg_ctl).parent
+
+
+def start_postgres() -> tuple[str, Callable[[], None]]:
+    """A real PostgreSQL server on a free loopback port, its files in a new temporary folder: the URL of its
+    'postgres' database and a function that stops the server and removes the folder. As root, the server runs as
+    the 'postgres' user (PostgreSQL refuses to run as root)."""
+    import tempfile
+
+    bin_dir = postgres_bin()
+    folder = Path(tempfile.mkdtemp(prefix="chatbot-pg-"))
+    (folder / "pw").write_text(POSTGRES_PASSWORD)
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser")
+        assert runuser, "as root, PostgreSQL is started with 'runuser -u postgres': runuser is missing"
+        try:
+            for path in (folder, folder / "pw"):
+                shutil.chown(path, user="postgres")
+        except LookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise AssertionError(
+                "as root, PostgreSQL runs as the 'postgres' user, which is missing: run 'make postgres'"
+            ) from None
+        as_user = [runuser, "-u", "postgres", "--"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*as_user, *args], capture_output=True, text=True, timeout=120)
+
+    data, port = folder / "data", free_port()
+
+    def stop() -> None:
+        if (data / "postmaster.pid").exists():
+            run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+    done = run(
+        str(bin_dir / "initdb"), "-D", str(data), "-U", "chatbot", f"--pwfile={folder / 'pw'}",
+        "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync",
+    )  # fmt: skip
+    if done.returncode != 0:
+        stop()
+        raise AssertionError(f"initdb failed: {done.stderr[-2000:]}")
+    options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    log_file = folder / "server.log"
+    done = run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-o", options, "-w", "-t", "60", "start")
+    if done.returncode != 0:
+        server_log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
+        stop()
+        raise AssertionError(f"PostgreSQL did not start: {done.stdout[-500:]} {done.stderr[-500:]} {server_log}")
+    return f"postgresql://chatbot:{POSTGRES_PASSWORD}@127.0.0.1:{port}/postgres", stop
+
+
 def spawn_ingest(content_dir: Path, store_dir: Path) -> subprocess.Popen:
     """`python ingest.py` in its own process, as an editor would run it."""
     return subprocess.Popen(
