@@ -365,7 +365,8 @@ class ExactVectors:
         self.matrix = np.asarray([rows[cid] for cid in ids], dtype=np.float32).reshape(len(ids), -1)
 
     def count(self) -> int:
-        return len(self.ids)
+        """How many vectors the store itself holds for the version (asked of Chroma, not of the copy in memory)."""
+        return self.view.count()
 
     def query(self, query_embeddings, n_results: int, include: list[str]) -> dict:
         """Chroma's query result for the nearest `n_results` rows (cosine distance), one row per query."""

@@ -149,7 +149,8 @@ def test_delete_and_rename_pages(content_copy, tmp_path, embedder):
     assert "cost.md" not in sources and "aftercare.md" not in sources and "after-smp.md" in sources
     index = LiveIndex(settings, "staging").get()
     assert index.collection.count() == len(index) == report.total
-    assert not index.collection.get(where={"source": "cost.md"})["ids"]
+    chroma = index.store.collection(index.version, manifest=index.manifest)
+    assert not chroma.get(where={"source": "cost.md"})["ids"]
 
 
 @pytest.mark.parametrize(
