@@ -209,7 +209,9 @@ def triage_sets(engine) -> str:
         "## Triage on messages nobody on the team wrote\n\n"
         "Counts per label and language, through the whole engine. `blind` (chatbot/eval/triage_blind.jsonl, 467 "
         "messages) was written from content/ and the issue alone before the symptom model and is never tuned on; "
-        "`dev` and `dev2` were written the same way by other authors and were tuned on. 'old rules' is the triage "
+        "`dev` and `dev2` were written the same way by other authors and were tuned on; `dev3` (300 messages, "
+        "a new author) was written after the symptom model, measured before any tuning on it (11 of 160 urgent "
+        "messages missed, 0/60 benign and 1/80 questions escalated) and then tuned on. 'old rules' is the triage "
         "before the symptom model, on the same messages. Missed = an emergency or crisis message not escalated; "
         "escalated = a benign symptom or a plain question given the urgent message.\n" + text
     )
