@@ -94,7 +94,7 @@ def exp_dense_and_lexical(size: str, rounds: int, embedder) -> dict:
     index = engine.index.get()
     chroma = index.store.collection(index.version, manifest=index.manifest)  # Chroma's own search
     started = time.perf_counter()
-    exact = ExactVectors(chroma, index.order)  # what the engine uses for a version this small
+    exact = ExactVectors(chroma, index.order, chroma)  # what the engine uses for a version this small
     load_s = time.perf_counter() - started
     vectors = {q: embedder.query_vector(q) for q in QUESTIONS}
     t_chroma, t_exact, overlap = [], [], []

@@ -383,7 +383,7 @@ def _topics(index: Index, text: str) -> str:
 
 def _known_stem(index: Index, word: str) -> bool:
     """A Hindi conjunctive form ('rakhakar', 'jhukakar': having kept, having bent) whose stem the pages have."""
-    stems = [word[: -len(end)] for end in ("akar", "kar") if word.endswith(end) and len(word) - len(end) >= 3]
+    stems = [word[: -len(end)] for end in ("akar", "kar") if word.endswith(end) and len(word) - len(end) >= 4]
     return any(not index.lexical.unknown_words(stem) for stem in stems)
 
 

@@ -78,7 +78,8 @@ _CONFUSABLES = str.maketrans(
     "аеорсухіјѕԁһӏкмнтвАВЕКМНОРСТХІЈЅαβεικνορτυχΑΒΕΗΙΚΜΝΟΡΤΥΧΖ",
     "aeopcyxijsdhlkmhtbABEKMHOPCTXIJSabeikvoptuxABEHIKMNOPTYXZ",
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?।])\s+|\n+|\s*[।]\s*|(?<=\w),\s+(?:and|but|par|lekin|aur|पर|लेकिन)\s+")
+# where a long message is cut into sentences: after . ! ?, at a danda or a line break, at ", and" / ", par"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*।\s*|\n+|(?<=\w),\s+(?:and|but|par|lekin|aur|पर|लेकिन)\s+")
 LONG_MESSAGE_WORDS = 20  # from this many words, each sentence is also weighed on its own (see _sentence_vectors)
 MAX_SENTENCES = 12
 _BACKWARDS = re.compile(r"\b(?:backwards?|reversed?|rot ?-?13|decode|decipher|decrypt|cipher|caesar)\b", re.I)

@@ -279,7 +279,7 @@ class VersionStore:
         Chroma server is down)."""
         collection = self.collection(version, manifest=manifest)
         view = VersionVectors(collection, ids) if self.settings.chroma_host else collection
-        return ExactVectors(view, ids) if len(ids) <= self.settings.exact_max_rows else view
+        return ExactVectors(collection, ids, view) if len(ids) <= self.settings.exact_max_rows else view
 
     @contextmanager
     def ingest_lock(self) -> Iterator[None]:
@@ -349,14 +349,14 @@ class VersionVectors:
 class ExactVectors:
     """A small version's vectors, read once from Chroma when the version is opened and searched exactly: one
     matrix-vector product over a few thousand rows costs a tenth of a Chroma query (bench/experiments.py), and
-    exact search never misses a neighbour. `view`: the version's collection (or server-mode VersionVectors)."""
+    exact search never misses a neighbour. `collection` holds the vectors; `view` is what Chroma would be queried
+    through (the collection, or server-mode VersionVectors) and counts them."""
 
-    def __init__(self, view, ids: list[str]):
+    def __init__(self, collection, ids: list[str], view):
         self.view = view
-        source = view.collection if isinstance(view, VersionVectors) else view
         rows: dict[str, list[float]] = {}
         for i in range(0, len(ids), BATCH):
-            got = source.get(ids=ids[i : i + BATCH], include=["embeddings"])
+            got = collection.get(ids=ids[i : i + BATCH], include=["embeddings"])
             rows.update(zip(got["ids"], got["embeddings"], strict=True))
         missing = [cid for cid in ids if cid not in rows]
         if missing:

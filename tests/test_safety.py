@@ -678,17 +678,23 @@ def test_triage_is_frozen_and_categories_are_known(rules: Triager) -> None:
     assert rules.triage("").category == "question"
 
 
-def test_embed_called_once_at_init_never_in_triage() -> None:
-    calls: list[int] = []
-    rng = np.random.default_rng(0)
+def counting_embedder(calls: list[list[str]], seed: int = 0) -> Callable[[list[str]], np.ndarray]:
+    """Random unit vectors in the model's dimension, recording each batch of texts it is asked to embed."""
+    rng = np.random.default_rng(seed)
 
-    def counting_embed(texts: list[str]) -> np.ndarray:
-        calls.append(len(texts))
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
         vecs = rng.normal(size=(len(texts), 384)).astype(np.float32)
         return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
 
+    return embed
+
+
+def test_embed_called_once_at_init_never_in_triage() -> None:
+    calls: list[list[str]] = []
+    counting_embed = counting_embedder(calls)
     triager = Triager(embed=counting_embed)
-    assert len(calls) == 1 and calls[0] >= 100
+    assert len(calls) == 1 and len(calls[0]) >= 100
     query = counting_embed(["what is smp"])[0]
     calls.clear()
     assert triager.triage("what is smp", query_vec=query).category == "question"
@@ -827,13 +833,7 @@ def test_gaps_stay_within_one_clause() -> None:
 
 def test_a_long_message_is_also_read_sentence_by_sentence() -> None:
     calls: list[list[str]] = []
-    rng = np.random.default_rng(1)
-
-    def counting_embed(texts: list[str]) -> np.ndarray:
-        calls.append(list(texts))
-        vecs = rng.normal(size=(len(texts), 384)).astype(np.float32)
-        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
-
+    counting_embed = counting_embedder(calls, seed=1)
     triager = Triager(embed=counting_embed)
     query = counting_embed(["q"])[0]
     calls.clear()
